@@ -1,0 +1,146 @@
+//! `hisp anchor add|list|remove`: trust anchors per local domain.
+
+use clap::Subcommand;
+use serde_json::json;
+use std::path::PathBuf;
+
+use super::output::{date, print_json, print_table};
+use super::{CliError, CliResult, Ctx};
+use crate::address::normalize_domain;
+use crate::certinfo::{CertInfo, parse_certs};
+
+#[derive(Subcommand, Debug)]
+pub enum AnchorCmd {
+    /// Trust a CA (or end-entity) certificate for a local domain. With neither --incoming
+    /// nor --outgoing it is trusted both ways.
+    Add {
+        #[arg(long)]
+        domain: String,
+        /// PEM (one or more certificates) or DER.
+        #[arg(long, value_name = "CERT")]
+        file: PathBuf,
+        /// Trust senders who chain to it (inbound mail).
+        #[arg(long)]
+        incoming: bool,
+        /// Trust recipients who chain to it (outbound mail).
+        #[arg(long)]
+        outgoing: bool,
+    },
+    /// List anchors.
+    List {
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Remove an anchor by id (see `hisp anchor list`).
+    Remove { id: i64 },
+}
+
+pub async fn run(ctx: &Ctx, cmd: AnchorCmd) -> CliResult {
+    match cmd {
+        AnchorCmd::Add {
+            domain,
+            file,
+            incoming,
+            outgoing,
+        } => {
+            let domain = normalize_domain(&domain).map_err(|e| CliError::Usage(e.to_string()))?;
+            ctx.store.require_domain(&domain).await?;
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let certs = parse_certs(&bytes, &file.display().to_string())
+                .map_err(|e| CliError::Failed(e.into()))?;
+            let (incoming, outgoing) = if incoming || outgoing {
+                (incoming, outgoing)
+            } else {
+                (true, true)
+            };
+            let mut added = Vec::new();
+            for cert in &certs {
+                let der = cert.to_der().map_err(|e| CliError::Failed(e.into()))?;
+                let info = CertInfo::of(cert);
+                let anchor = ctx
+                    .store
+                    .add_anchor(&domain, &info, &der, incoming, outgoing)
+                    .await?;
+                ctx.audit(
+                    "anchor.added",
+                    &domain,
+                    json!({"id": anchor.id, "sha256": anchor.sha256, "subject": anchor.subject,
+                           "incoming": incoming, "outgoing": outgoing}),
+                )
+                .await?;
+                added.push(anchor);
+            }
+            if ctx.json {
+                return print_json(&added);
+            }
+            for a in &added {
+                println!(
+                    "added anchor {} for {} ({}): {} sha256 {}",
+                    a.id,
+                    a.domain,
+                    direction(a.incoming, a.outgoing),
+                    a.subject,
+                    a.sha256
+                );
+            }
+        }
+        AnchorCmd::List { domain } => {
+            let domain = domain
+                .map(|d| normalize_domain(&d).map_err(|e| CliError::Usage(e.to_string())))
+                .transpose()?;
+            let anchors = ctx.store.list_anchors(domain.as_deref()).await?;
+            if ctx.json {
+                return print_json(&anchors);
+            }
+            let rows: Vec<Vec<String>> = anchors
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.id.to_string(),
+                        a.domain.clone(),
+                        direction(a.incoming, a.outgoing).to_string(),
+                        a.sha256[..16].to_string(),
+                        date(a.not_after),
+                        a.subject.clone(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "ID",
+                    "DOMAIN",
+                    "DIRECTION",
+                    "SHA256",
+                    "NOT AFTER",
+                    "SUBJECT",
+                ],
+                &rows,
+                "no anchors",
+            );
+        }
+        AnchorCmd::Remove { id } => {
+            let a = ctx.store.remove_anchor(id).await?;
+            ctx.audit(
+                "anchor.removed",
+                &a.domain,
+                json!({"id": a.id, "sha256": a.sha256}),
+            )
+            .await?;
+            if ctx.json {
+                return print_json(&a);
+            }
+            println!("removed anchor {} ({}) from {}", a.id, a.subject, a.domain);
+        }
+    }
+    Ok(())
+}
+
+fn direction(incoming: bool, outgoing: bool) -> &'static str {
+    match (incoming, outgoing) {
+        (true, true) => "both",
+        (true, false) => "incoming",
+        (false, true) => "outgoing",
+        (false, false) => "none",
+    }
+}

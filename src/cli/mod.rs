@@ -1,0 +1,252 @@
+//! The `hisp` command line: argument definitions, the shared context, exit codes.
+//! One file per command group.
+
+mod address;
+mod anchor;
+mod cert;
+mod config_cmd;
+mod domain;
+mod output;
+mod token;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{Config, Source};
+use crate::keys::{KeySource, MasterKey, MasterKeyError};
+use crate::store::{Store, StoreError};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hisp",
+    version,
+    about = "Direct secure-messaging gateway (HISP)"
+)]
+pub struct Cli {
+    /// Config file (default: config/hisp.toml if present, else built-in defaults).
+    #[arg(long, global = true, env = "HISP_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print lists and results as one JSON document on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Local domains this HISP sends and receives for.
+    #[command(subcommand)]
+    Domain(domain::DomainCmd),
+    /// Local Direct addresses (mailboxes and logins).
+    #[command(subcommand)]
+    Address(address::AddressCmd),
+    /// Private keys and certificates of local addresses and domains.
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
+    /// Trust anchors per local domain.
+    #[command(subcommand)]
+    Anchor(anchor::AnchorCmd),
+    /// API bearer tokens.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
+}
+
+/// What went wrong, and so which exit code (INTERFACE.md): 2 usage/config, 3 not found, 1 other.
+#[derive(Debug)]
+pub enum CliError {
+    Usage(String),
+    NotFound(String),
+    Failed(anyhow::Error),
+}
+
+impl CliError {
+    fn code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::NotFound(_) => 3,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(m) | CliError::NotFound(m) => f.write_str(m),
+            // One line: the chain joined, so scripts and journals get the whole cause.
+            CliError::Failed(e) => write!(f, "{}", format!("{e:#}").replace('\n', " ")),
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => CliError::NotFound(m),
+            other => CliError::Failed(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Failed(e)
+    }
+}
+
+impl From<crate::config::ConfigError> for CliError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        CliError::Usage(e.to_string())
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Everything a command needs: the config, the opened store, the master key, output mode.
+pub struct Ctx {
+    pub config: Config,
+    pub source: Source,
+    pub store: Store,
+    pub master: MasterKey,
+    pub json: bool,
+}
+
+const MASTER_CHECK_KEY: &str = "master_key_check";
+
+impl Ctx {
+    async fn open(config: Config, source: Source, json: bool) -> CliResult<Ctx> {
+        let store = Store::open(&config.database.url, config.database.max_connections).await?;
+        let master = open_master_key(&config, &store).await?;
+        Ok(Ctx {
+            config,
+            source,
+            store,
+            master,
+            json,
+        })
+    }
+
+    /// Who did it, for the audit log.
+    pub fn actor(&self) -> String {
+        let user = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".to_string());
+        format!("cli:{user}")
+    }
+
+    pub async fn audit(&self, event: &str, subject: &str, detail: serde_json::Value) -> CliResult {
+        let actor = self.actor();
+        self.store
+            .audit(&crate::store::audit::AuditEvent {
+                actor: &actor,
+                event,
+                subject,
+                outcome: "ok",
+                detail,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Finds the master key and checks it against the value recorded in the store, so a wrong
+/// key is reported up front rather than as undecryptable keys later.
+async fn open_master_key(config: &Config, store: &Store) -> CliResult<MasterKey> {
+    let recorded = store.meta_get(MASTER_CHECK_KEY).await?;
+    let env = std::env::var("HISP_MASTER_KEY").ok();
+    let key = MasterKey::resolve(
+        env.as_deref(),
+        config.keys.master_key_file.as_deref(),
+        &config.data_dir,
+        recorded.is_none(),
+    )
+    .map_err(master_error)?;
+    if let KeySource::Generated(path) = &key.source {
+        eprintln!(
+            "hisp: created a new master key at {} (mode 0600). Back it up: the private keys in the store cannot be used without it.",
+            path.display()
+        );
+    }
+    let recorded = match recorded {
+        Some(v) => v,
+        None => {
+            store
+                .meta_set_if_absent(MASTER_CHECK_KEY, &key.check_value())
+                .await?
+        }
+    };
+    if !key.matches_check_value(&recorded) {
+        return Err(master_error(MasterKeyError::WrongKey {
+            source_name: key.source.to_string(),
+            key_id: key.key_id(),
+        }));
+    }
+    Ok(key)
+}
+
+fn master_error(e: MasterKeyError) -> CliError {
+    CliError::Usage(e.to_string())
+}
+
+/// Reads a secret from the environment variable named by `--password-env`.
+pub fn password_from_env(var: Option<&str>) -> CliResult<Option<String>> {
+    match var {
+        None => Ok(None),
+        Some(name) => std::env::var(name).map(Some).map_err(|_| {
+            CliError::Usage(format!(
+                "--password-env {name}: environment variable {name} is not set"
+            ))
+        }),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints help/version with exit 0 and usage errors with exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hisp: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hisp: error: {e}");
+            ExitCode::from(e.code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CliResult {
+    let (config, source) = Config::load(cli.config.as_deref())?;
+    if let Command::Config(cmd) = &cli.command {
+        return config_cmd::run(cmd, &config, &source, cli.json);
+    }
+    let ctx = Ctx::open(config, source, cli.json).await?;
+    let result = match cli.command {
+        Command::Domain(cmd) => domain::run(&ctx, cmd).await,
+        Command::Address(cmd) => address::run(&ctx, cmd).await,
+        Command::Cert(cmd) => cert::run(&ctx, cmd).await,
+        Command::Anchor(cmd) => anchor::run(&ctx, cmd).await,
+        Command::Token(cmd) => token::run(&ctx, cmd).await,
+        Command::Config(_) => Ok(()),
+    };
+    ctx.store.close().await;
+    result
+}

@@ -1,0 +1,11 @@
+//! hisp: a Direct secure-messaging gateway (HISP). The binary and the integration tests
+//! share this library; see DESIGN.md for the map.
+
+pub mod address;
+pub mod auth;
+pub mod certinfo;
+pub mod cli;
+pub mod config;
+pub mod devpki;
+pub mod keys;
+pub mod store;

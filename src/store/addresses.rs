@@ -1,0 +1,122 @@
+//! Local Direct addresses: a mailbox each, and optionally a login (argon2 password hash).
+
+use super::{Result, Store, StoreError, now_ms, opt_text};
+use crate::address::DirectAddress;
+use serde::Serialize;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Address {
+    pub id: i64,
+    pub address: String,
+    pub domain: String,
+    pub has_password: bool,
+    pub created_at: i64,
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+}
+
+const SELECT: &str = "SELECT a.id, a.address, d.name AS domain, a.password_hash, a.created_at
+    FROM addresses a JOIN domains d ON d.id = a.domain_id";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<Address> {
+    let password_hash = opt_text(r, "password_hash")?;
+    Ok(Address {
+        id: r.try_get("id")?,
+        address: r.try_get("address")?,
+        domain: r.try_get("domain")?,
+        has_password: password_hash.is_some(),
+        created_at: r.try_get("created_at")?,
+        password_hash,
+    })
+}
+
+impl Store {
+    pub async fn add_address(
+        &self,
+        address: &DirectAddress,
+        password_hash: Option<&str>,
+    ) -> Result<Address> {
+        let domain = self.require_domain(address.domain()).await?;
+        let res = sqlx::query(
+            "INSERT INTO addresses (domain_id, address, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(domain.id)
+        .bind(address.as_str())
+        .bind(password_hash)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::from);
+        match res {
+            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
+                "address {address} already exists"
+            ))),
+            Err(e) => Err(e),
+            Ok(_) => self.require_address(address.as_str()).await,
+        }
+    }
+
+    pub async fn address(&self, address: &str) -> Result<Option<Address>> {
+        let sql = format!("{SELECT} WHERE a.address = $1");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(address)
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    pub async fn require_address(&self, address: &str) -> Result<Address> {
+        self.address(address).await?.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "address {address} is not a local address (add it with `hisp address add {address}`)"
+            ))
+        })
+    }
+
+    pub async fn list_addresses(&self, domain: Option<&str>) -> Result<Vec<Address>> {
+        let rows = match domain {
+            Some(d) => {
+                let sql = format!("{SELECT} WHERE d.name = $1 ORDER BY a.address");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(d)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => {
+                let sql = format!("{SELECT} ORDER BY a.address");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn set_password_hash(&self, address: &str, hash: Option<&str>) -> Result<()> {
+        let n = sqlx::query("UPDATE addresses SET password_hash = $1 WHERE address = $2")
+            .bind(hash)
+            .bind(address)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "address {address} is not a local address"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes the address with its mailbox, keys and tokens.
+    pub async fn remove_address(&self, address: &str) -> Result<Address> {
+        let a = self.require_address(address).await?;
+        sqlx::query("DELETE FROM addresses WHERE id = $1")
+            .bind(a.id)
+            .execute(self.pool())
+            .await?;
+        Ok(a)
+    }
+}

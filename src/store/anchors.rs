@@ -1,0 +1,121 @@
+//! Trust anchors per local domain, in an incoming set (who may send to us) and an outgoing
+//! set (whom we may send to) — SPEC D20.
+
+use super::{Result, Store, StoreError, flag, now_ms};
+use serde::Serialize;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Anchor {
+    pub id: i64,
+    pub domain: String,
+    pub sha256: String,
+    pub subject: String,
+    pub not_after: i64,
+    pub incoming: bool,
+    pub outgoing: bool,
+    pub created_at: i64,
+    #[serde(skip)]
+    pub cert_der: Vec<u8>,
+}
+
+const SELECT: &str = "SELECT t.id, d.name AS domain, t.sha256, t.subject_dn, t.not_after_secs,
+    t.incoming, t.outgoing, t.created_at, t.cert_der
+    FROM anchors t JOIN domains d ON d.id = t.domain_id";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<Anchor> {
+    Ok(Anchor {
+        id: r.try_get("id")?,
+        domain: r.try_get("domain")?,
+        sha256: r.try_get("sha256")?,
+        subject: r.try_get("subject_dn")?,
+        not_after: r.try_get("not_after_secs")?,
+        incoming: flag(r, "incoming")?,
+        outgoing: flag(r, "outgoing")?,
+        created_at: r.try_get("created_at")?,
+        cert_der: r.try_get("cert_der")?,
+    })
+}
+
+impl Store {
+    pub async fn add_anchor(
+        &self,
+        domain: &str,
+        info: &crate::certinfo::CertInfo,
+        cert_der: &[u8],
+        incoming: bool,
+        outgoing: bool,
+    ) -> Result<Anchor> {
+        let d = self.require_domain(domain).await?;
+        let res = sqlx::query(
+            "INSERT INTO anchors (domain_id, sha256, subject_dn, not_after_secs, cert_der, incoming, outgoing, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(d.id)
+        .bind(&info.sha256)
+        .bind(&info.subject)
+        .bind(info.not_after)
+        .bind(cert_der)
+        .bind(i64::from(incoming))
+        .bind(i64::from(outgoing))
+        .bind(now_ms())
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::from);
+        match res {
+            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
+                "anchor {} is already present for {domain}",
+                info.sha256
+            ))),
+            Err(e) => Err(e),
+            Ok(_) => {
+                let sql = format!("{SELECT} WHERE t.domain_id = $1 AND t.sha256 = $2");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(d.id)
+                    .bind(&info.sha256)
+                    .fetch_one(self.pool())
+                    .await?;
+                from_row(&row)
+            }
+        }
+    }
+
+    pub async fn list_anchors(&self, domain: Option<&str>) -> Result<Vec<Anchor>> {
+        let rows = match domain {
+            Some(name) => {
+                self.require_domain(name).await?;
+                let sql = format!("{SELECT} WHERE d.name = $1 ORDER BY t.id");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(name)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => {
+                let sql = format!("{SELECT} ORDER BY d.name, t.id");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn remove_anchor(&self, id: i64) -> Result<Anchor> {
+        let sql = format!("{SELECT} WHERE t.id = $1");
+        let anchor = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(from_row)
+            .transpose()?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("no anchor with id {id} (see `hisp anchor list`)"))
+            })?;
+        sqlx::query("DELETE FROM anchors WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(anchor)
+    }
+}

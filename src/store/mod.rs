@@ -1,0 +1,227 @@
+//! The one SQL store: SQLite (one node) or PostgreSQL (several nodes), chosen by URL.
+//!
+//! Queries are runtime strings over sqlx's `Any` driver with `$n` placeholders, which both
+//! backends accept. Integers are BIGINT/INTEGER everywhere (booleans too, as 0/1) because the
+//! `Any` driver decodes those identically on both. One file per concern.
+
+pub mod addresses;
+pub mod anchors;
+pub mod audit;
+pub mod domains;
+pub mod local_certs;
+pub mod meta;
+pub mod tokens;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row};
+use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {url}: {reason}")]
+    Open { url: String, reason: String },
+    #[error("database migration failed on {url}: {reason}")]
+    Migrate { url: String, reason: String },
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// True when a unique constraint refused the write (a duplicate).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    url: String,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+/// The URL with any password replaced, safe for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+fn migrations(backend: Backend) -> Migrator {
+    let sql = match backend {
+        Backend::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
+        Backend::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
+    };
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("init"),
+        MigrationType::Simple,
+        sqlx::SqlSafeStr::into_sql_str(sql),
+        false,
+    )])
+}
+
+impl Store {
+    /// Opens (creating an SQLite file and its directory if needed) and migrates.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let shown = redact_url(url);
+        let open_err = |reason: String| StoreError::Open {
+            url: shown.clone(),
+            reason,
+        };
+        let (backend, connect_url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path_part = rest.trim_start_matches("//");
+            let file = path_part.split('?').next().unwrap_or_default();
+            if file.is_empty() {
+                return Err(open_err(
+                    "no file name; use e.g. sqlite://data/hisp.db".into(),
+                ));
+            }
+            if file != ":memory:" {
+                if let Some(dir) = std::path::Path::new(file)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
+                }
+            }
+            let with_mode = if url.contains("mode=") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, with_mode)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(open_err(
+                "unsupported scheme; use sqlite:// or postgres://".into(),
+            ));
+        };
+
+        let mut options = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(std::time::Duration::from_secs(30));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers (admin CLI, API) run while the server writes; foreign keys
+                    // are per connection in SQLite; synchronous stays FULL so a commit that we
+                    // acknowledge with 250 survives power loss.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(&connect_url)
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        let store = Store {
+            pool,
+            backend,
+            url: shown,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        migrations(self.backend)
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migrate {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL with secrets removed.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Reads an optional text column.
+pub(crate) fn opt_text(row: &AnyRow, col: &str) -> Result<Option<String>> {
+    Ok(row.try_get::<Option<String>, _>(col)?)
+}
+
+pub(crate) fn flag(row: &AnyRow, col: &str) -> Result<bool> {
+    Ok(row.try_get::<i64, _>(col)? != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://data/hisp.db"), "sqlite://data/hisp.db");
+    }
+}
