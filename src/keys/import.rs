@@ -47,19 +47,21 @@ pub enum ImportError {
     NoBinding { sha256: String },
 }
 
-/// Loads OpenSSL 3's "legacy" provider (RC2, DES, …) next to "default", once per process.
-/// Explicitly loading any provider stops OpenSSL from loading "default" implicitly, hence both.
-pub fn load_legacy_provider() -> Result<(), ImportError> {
-    static PROVIDERS: OnceLock<Result<(Provider, Provider), String>> = OnceLock::new();
+/// Loads OpenSSL 3's "legacy" provider (RC2, 3DES, ...) next to "default", once per process,
+/// so old PKCS#12 files can be read and written. Dropping a Provider unloads it, so the handles
+/// live in a static; a failure is cached too (a missing legacy.so won't appear mid-run).
+pub fn load_legacy_provider() -> Result<(), ErrorStack> {
+    static PROVIDERS: OnceLock<Result<[Provider; 2], ErrorStack>> = OnceLock::new();
     PROVIDERS
         .get_or_init(|| {
-            let default = Provider::load(None, "default").map_err(|e| first_reason(&e))?;
-            let legacy = Provider::load(None, "legacy").map_err(|e| first_reason(&e))?;
-            Ok((default, legacy))
+            // Keeping fallbacks means code that never asked for a provider still gets "default".
+            let default = Provider::try_load(None, "default", true)?;
+            let legacy = Provider::try_load(None, "legacy", true)?;
+            Ok([default, legacy])
         })
         .as_ref()
         .map(|_| ())
-        .map_err(|e| ImportError::LegacyProvider(e.clone()))
+        .map_err(Clone::clone)
 }
 
 /// What a certificate binds its key to (SPEC B11/B12).
@@ -128,7 +130,7 @@ impl std::fmt::Debug for KeyMaterial {
 
 impl KeyMaterial {
     pub fn from_pkcs12(der: &[u8], password: &str, what: &str) -> Result<KeyMaterial, ImportError> {
-        load_legacy_provider()?;
+        load_legacy_provider().map_err(|e| ImportError::LegacyProvider(first_reason(&e)))?;
         let p12 = Pkcs12::from_der(der).map_err(|e| ImportError::Pkcs12Malformed {
             what: what.to_string(),
             detail: first_reason(&e),

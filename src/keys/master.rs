@@ -97,15 +97,11 @@ pub fn parse_key_text(bytes: &[u8], source_name: &str) -> Result<[u8; 32], Maste
             }
             return Ok(key);
         }
-        if !t.is_empty() && t.len() <= 64 {
-            if let Ok(decoded) = openssl::base64::decode_block(t) {
-                return decoded.as_slice().try_into().map_err(|_| {
-                    bad(&format!(
-                        "base64 decodes to {} bytes, not 32",
-                        decoded.len()
-                    ))
-                });
-            }
+        if !t.is_empty()
+            && let Ok(decoded) = openssl::base64::decode_block(t)
+            && let Ok(key) = <[u8; 32]>::try_from(decoded.as_slice())
+        {
+            return Ok(key);
         }
     }
     if bytes.len() == 32 {

@@ -119,14 +119,13 @@ impl Store {
                     "no file name; use e.g. sqlite://data/hisp.db".into(),
                 ));
             }
-            if file != ":memory:" {
-                if let Some(dir) = std::path::Path::new(file)
+            if file != ":memory:"
+                && let Some(dir) = std::path::Path::new(file)
                     .parent()
                     .filter(|d| !d.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
-                }
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
             }
             let with_mode = if url.contains("mode=") {
                 url.to_string()
