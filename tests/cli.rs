@@ -68,30 +68,10 @@ async fn round_trip(backend: Backend) {
             .to_p12("pw", std::slice::from_ref(&root.cert))
             .unwrap(),
     );
-    env.run_env(
-        &[
-            "cert",
-            "import",
-            "--p12",
-            p12.to_str().unwrap(),
-            "--password-env",
-            "P12PW",
-        ],
-        &[("P12PW", "pw")],
-    )
-    .ok();
+    env.import_p12(&p12, "pw").ok();
     let cert_pem = env.write("org.pem", &org.cert_pem());
     let key_pem = env.write("org.key", &org.key_pem());
-    let out = env
-        .run(&[
-            "cert",
-            "import",
-            "--cert",
-            cert_pem.to_str().unwrap(),
-            "--key",
-            key_pem.to_str().unwrap(),
-        ])
-        .ok();
+    let out = env.import_pem(&cert_pem, &key_pem).ok();
     assert!(out.stdout.contains("domain-bound"), "{}", out.stdout);
     let sig_cert = env.write("bob.pem", &signer.cert_pem());
     let sig_key = env.write("bob.key", &signer.key_pem());
@@ -135,19 +115,7 @@ async fn round_trip(backend: Backend) {
         info.contains("RC2"),
         "openssl did not make an RC2 p12: {info}"
     );
-    let out = env
-        .run_env(
-            &[
-                "cert",
-                "import",
-                "--p12",
-                legacy.to_str().unwrap(),
-                "--password-env",
-                "P",
-            ],
-            &[("P", "old")],
-        )
-        .ok();
+    let out = env.import_p12(&legacy, "old").ok();
     assert!(out.stdout.contains("sign only"), "{}", out.stdout);
 
     let certs = env.run(&["cert", "list", "--json"]).ok().json();
@@ -316,18 +284,7 @@ async fn bad_input(backend: Backend) {
 
     // Wrong PKCS#12 password.
     let p12 = env.write("alice.p12", &alice.to_p12("right", &[]).unwrap());
-    env.run_env(
-        &[
-            "cert",
-            "import",
-            "--p12",
-            p12.to_str().unwrap(),
-            "--password-env",
-            "P",
-        ],
-        &[("P", "wrong")],
-    )
-    .fails(1, "wrong password");
+    env.import_p12(&p12, "wrong").fails(1, "wrong password");
     // Password variable not set at all: a usage error naming the flag.
     env.run(&[
         "cert",
@@ -347,15 +304,8 @@ async fn bad_input(backend: Backend) {
     let other_key = rsa_key(2048).unwrap();
     let cert = env.write("alice.pem", &alice.cert_pem());
     let wrong_key = env.write("other.key", &other_key.private_key_to_pem_pkcs8().unwrap());
-    env.run(&[
-        "cert",
-        "import",
-        "--cert",
-        cert.to_str().unwrap(),
-        "--key",
-        wrong_key.to_str().unwrap(),
-    ])
-    .fails(1, "does not match certificate");
+    env.import_pem(&cert, &wrong_key)
+        .fails(1, "does not match certificate");
 
     // 1024-bit RSA.
     let weak = root
@@ -366,15 +316,8 @@ async fn bad_input(backend: Backend) {
         .unwrap();
     let weak_cert = env.write("weak.pem", &weak.cert_pem());
     let weak_key = env.write("weak.key", &weak.key_pem());
-    env.run(&[
-        "cert",
-        "import",
-        "--cert",
-        weak_cert.to_str().unwrap(),
-        "--key",
-        weak_key.to_str().unwrap(),
-    ])
-    .fails(1, "1024-bit RSA key");
+    env.import_pem(&weak_cert, &weak_key)
+        .fails(1, "1024-bit RSA key");
 
     // Certificate for a domain that isn't ours, and for a local domain's unknown address.
     let foreign = root
@@ -383,59 +326,24 @@ async fn bad_input(backend: Backend) {
         .build()
         .unwrap();
     let fp = env.write("foreign.p12", &foreign.to_p12("x", &[]).unwrap());
-    env.run_env(
-        &[
-            "cert",
-            "import",
-            "--p12",
-            fp.to_str().unwrap(),
-            "--password-env",
-            "P",
-        ],
-        &[("P", "x")],
-    )
-    .fails(3, "not local; add the domain first");
+    env.import_p12(&fp, "x")
+        .fails(3, "not local; add the domain first");
     let stranger = root.leaf().email("carol@hisp-a.example").build().unwrap();
     let sp = env.write("carol.p12", &stranger.to_p12("x", &[]).unwrap());
-    env.run_env(
-        &[
-            "cert",
-            "import",
-            "--p12",
-            sp.to_str().unwrap(),
-            "--password-env",
-            "P",
-        ],
-        &[("P", "x")],
-    )
-    .fails(3, "hisp address add carol@hisp-a.example");
+    env.import_p12(&sp, "x")
+        .fails(3, "hisp address add carol@hisp-a.example");
 
     // Malformed PEM: truncated certificate, and a key file with no key in it.
     let pem = alice.cert_pem();
     let truncated = env.write("trunc.pem", &pem[..pem.len() / 2]);
     let good_key = env.write("alice.key", &alice.key_pem());
-    env.run(&[
-        "cert",
-        "import",
-        "--cert",
-        truncated.to_str().unwrap(),
-        "--key",
-        good_key.to_str().unwrap(),
-    ])
-    .fails(1, "trunc.pem");
+    env.import_pem(&truncated, &good_key).fails(1, "trunc.pem");
     let nokey = env.write(
         "nokey.pem",
         b"-----BEGIN NONSENSE-----\nAAAA\n-----END NONSENSE-----\n",
     );
-    env.run(&[
-        "cert",
-        "import",
-        "--cert",
-        cert.to_str().unwrap(),
-        "--key",
-        nokey.to_str().unwrap(),
-    ])
-    .fails(1, "no PRIVATE KEY block");
+    env.import_pem(&cert, &nokey)
+        .fails(1, "no PRIVATE KEY block");
     let garbage_anchor = env.write("garbage.der", &[0x30, 0x82, 0x01]);
     env.run(&[
         "anchor",
@@ -499,18 +407,7 @@ async fn private_keys_never_stored_in_clear() {
     let root = Ca::root("At Rest Root").unwrap();
     let alice = root.leaf().email("alice@hisp-a.example").build().unwrap();
     let p12 = env.write("alice.p12", &alice.to_p12("pw", &[]).unwrap());
-    env.run_env(
-        &[
-            "cert",
-            "import",
-            "--p12",
-            p12.to_str().unwrap(),
-            "--password-env",
-            "P",
-        ],
-        &[("P", "pw")],
-    )
-    .ok();
+    env.import_p12(&p12, "pw").ok();
 
     let rsa = alice.key.rsa().unwrap();
     let needles: Vec<(&str, Vec<u8>)> = vec![
@@ -711,4 +608,46 @@ fn config_precedence_and_defaults() {
     .unwrap();
     let out = run(&["--config", "pw.toml", "config", "check"], &[]).ok();
     assert!(!out.stdout.contains("hunter2"), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn dev_pki_script_output_imports() {
+    let env = Env::new(Backend::Sqlite).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/make-dev-pki.sh");
+    let pki = env.path("pki");
+    tool(
+        script,
+        &[pki.to_str().unwrap(), "dev.example", "doc@dev.example"],
+    );
+    env.run(&["domain", "add", "dev.example"]).ok();
+    env.run(&["address", "add", "doc@dev.example"]).ok();
+    for name in ["dev.example.p12", "doc@dev.example.p12"] {
+        let p = pki.join(name);
+        env.import_p12(&p, "dev").ok();
+    }
+    let ca = pki.join("ca.pem");
+    env.run(&[
+        "anchor",
+        "add",
+        "--domain",
+        "dev.example",
+        "--file",
+        ca.to_str().unwrap(),
+    ])
+    .ok();
+    let certs = env.run(&["cert", "list", "--json"]).ok().json();
+    let subjects: Vec<&str> = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["dev.example", "doc@dev.example"]);
+    assert!(
+        certs
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["can_sign"] == true && c["can_encrypt"] == true)
+    );
 }

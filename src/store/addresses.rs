@@ -1,6 +1,6 @@
 //! Local Direct addresses: a mailbox each, and optionally a login (argon2 password hash).
 
-use super::{Result, Store, StoreError, now_ms, opt_text};
+use super::{Result, Store, StoreError, now_ms, on_duplicate, opt_text};
 use crate::address::DirectAddress;
 use serde::Serialize;
 use sqlx::Row;
@@ -38,7 +38,8 @@ impl Store {
         password_hash: Option<&str>,
     ) -> Result<Address> {
         let domain = self.require_domain(address.domain()).await?;
-        let res = sqlx::query(
+        on_duplicate(
+            sqlx::query(
             "INSERT INTO addresses (domain_id, address, password_hash, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(domain.id)
@@ -46,15 +47,12 @@ impl Store {
         .bind(password_hash)
         .bind(now_ms())
         .execute(self.pool())
-        .await
-        .map_err(StoreError::from);
-        match res {
-            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
+        .await,
+            || format!(
                 "address {address} already exists"
-            ))),
-            Err(e) => Err(e),
-            Ok(_) => self.require_address(address.as_str()).await,
-        }
+            ),
+        )?;
+        self.require_address(address.as_str()).await
     }
 
     pub async fn address(&self, address: &str) -> Result<Option<Address>> {

@@ -1,7 +1,7 @@
 //! Trust anchors per local domain, in an incoming set (who may send to us) and an outgoing
 //! set (whom we may send to) — SPEC D20.
 
-use super::{Result, Store, StoreError, flag, now_ms};
+use super::{Result, Store, StoreError, flag, now_ms, on_duplicate};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -47,7 +47,8 @@ impl Store {
         outgoing: bool,
     ) -> Result<Anchor> {
         let d = self.require_domain(domain).await?;
-        let res = sqlx::query(
+        on_duplicate(
+            sqlx::query(
             "INSERT INTO anchors (domain_id, sha256, subject_dn, not_after_secs, cert_der, incoming, outgoing, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -60,24 +61,19 @@ impl Store {
         .bind(i64::from(outgoing))
         .bind(now_ms())
         .execute(self.pool())
-        .await
-        .map_err(StoreError::from);
-        match res {
-            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
+        .await,
+            || format!(
                 "anchor {} is already present for {domain}",
                 info.sha256
-            ))),
-            Err(e) => Err(e),
-            Ok(_) => {
-                let sql = format!("{SELECT} WHERE t.domain_id = $1 AND t.sha256 = $2");
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(d.id)
-                    .bind(&info.sha256)
-                    .fetch_one(self.pool())
-                    .await?;
-                from_row(&row)
-            }
-        }
+            ),
+        )?;
+        let sql = format!("{SELECT} WHERE t.domain_id = $1 AND t.sha256 = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(d.id)
+            .bind(&info.sha256)
+            .fetch_one(self.pool())
+            .await?;
+        from_row(&row)
     }
 
     pub async fn list_anchors(&self, domain: Option<&str>) -> Result<Vec<Anchor>> {

@@ -1,6 +1,6 @@
 //! Local domains: the domains this HISP receives mail for and sends mail from.
 
-use super::{Result, Store, StoreError, now_ms};
+use super::{Result, Store, StoreError, now_ms, on_duplicate};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -34,21 +34,17 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Domain> {
 impl Store {
     /// `name` must already be normalised (see `address::normalize_domain`).
     pub async fn add_domain(&self, name: &str) -> Result<Domain> {
-        let res = sqlx::query("INSERT INTO domains (name, created_at) VALUES ($1, $2)")
-            .bind(name)
-            .bind(now_ms())
-            .execute(self.pool())
-            .await
-            .map_err(StoreError::from);
-        match res {
-            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
-                "domain {name} already exists"
-            ))),
-            Err(e) => Err(e),
-            Ok(_) => self.domain(name).await?.ok_or_else(|| {
-                StoreError::NotFound(format!("domain {name} vanished after insert"))
-            }),
-        }
+        on_duplicate(
+            sqlx::query("INSERT INTO domains (name, created_at) VALUES ($1, $2)")
+                .bind(name)
+                .bind(now_ms())
+                .execute(self.pool())
+                .await,
+            || format!("domain {name} already exists"),
+        )?;
+        self.domain(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("domain {name} vanished after insert")))
     }
 
     pub async fn domain(&self, name: &str) -> Result<Option<Domain>> {

@@ -1,6 +1,6 @@
 //! Certificates of local addresses and domains, each with its sealed private key.
 
-use super::{Result, Store, StoreError, flag, now_ms};
+use super::{Result, Store, StoreError, flag, now_ms, on_duplicate};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -72,7 +72,8 @@ impl Store {
             Some(a) => Some(self.require_address(a).await?.id),
             None => None,
         };
-        let res = sqlx::query(
+        on_duplicate(
+            sqlx::query(
             "INSERT INTO local_certs (domain_id, address_id, subject, binding, sha256, subject_dn,
                 issuer_dn, serial, not_before_secs, not_after_secs, can_sign, can_encrypt, cert_der,
                 chain_pem, key_sealed, created_at)
@@ -95,21 +96,17 @@ impl Store {
         .bind(new.key_sealed)
         .bind(now_ms())
         .execute(self.pool())
-        .await
-        .map_err(StoreError::from);
-        match res {
-            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
+        .await,
+            || format!(
                 "certificate {} is already imported",
                 new.info.sha256
-            ))),
-            Err(e) => Err(e),
-            Ok(_) => self
-                .find_local_certs(&new.info.sha256)
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::NotFound("certificate vanished after insert".into())),
-        }
+            ),
+        )?;
+        self.find_local_certs(&new.info.sha256)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::NotFound("certificate vanished after insert".into()))
     }
 
     pub async fn list_local_certs(&self) -> Result<Vec<LocalCert>> {

@@ -14,7 +14,7 @@ pub mod tokens;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,6 +49,18 @@ impl StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Turns a unique-constraint failure into `Conflict(message())`, the error admins can act on;
+/// any other failure passes through.
+pub(crate) fn on_duplicate<T>(
+    res: std::result::Result<T, sqlx::Error>,
+    message: impl FnOnce() -> String,
+) -> Result<T> {
+    match res.map_err(StoreError::from) {
+        Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(message())),
+        other => other,
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -160,6 +172,14 @@ impl Store {
                 })
             });
         }
+        // One direct attempt first: the pool retries refused connections until its acquire
+        // timeout, which would leave an admin staring at a silent CLI for 30 seconds.
+        sqlx::AnyConnection::connect(&connect_url)
+            .await
+            .map_err(|e| open_err(e.to_string()))?
+            .close()
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
         let pool = options
             .connect(&connect_url)
             .await

@@ -235,6 +235,26 @@ impl Env {
         Run::from_output(c.output().expect("run hisp"))
     }
 
+    /// `hisp cert import --p12 FILE --password-env ...` with `password`.
+    pub fn import_p12(&self, p12: &Path, password: &str) -> Run {
+        let file = p12.to_str().unwrap();
+        let args = [
+            "cert",
+            "import",
+            "--p12",
+            file,
+            "--password-env",
+            "HISP_TEST_P12_PW",
+        ];
+        self.run_env(&args, &[("HISP_TEST_P12_PW", password)])
+    }
+
+    /// `hisp cert import --cert PEM --key PEM`.
+    pub fn import_pem(&self, cert: &Path, key: &Path) -> Run {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        self.run(&["cert", "import", "--cert", cert, "--key", key])
+    }
+
     pub async fn store(&self) -> hisp::store::Store {
         hisp::store::Store::open(&self.db_url, 2)
             .await
