@@ -83,10 +83,11 @@ fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {
-    /// `sqlite://path` or `postgres://user@host:port/db`.
+    /// `sqlite://path` or `postgres://user@host:port/db`; empty means
+    /// `sqlite://<data_dir>/hisp.db`, filled in at load.
     pub url: String,
     pub max_connections: u32,
 }
@@ -94,9 +95,19 @@ pub struct Database {
 impl Default for Database {
     fn default() -> Self {
         Database {
-            url: "sqlite://data/hisp.db".into(),
+            url: String::new(),
             max_connections: 10,
         }
+    }
+}
+
+// The URL may carry a password; keep it out of any `{:?}` that reaches a log.
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &crate::store::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
     }
 }
 
@@ -352,12 +363,25 @@ impl Size {
                 ));
             }
         };
-        let value: f64 = num.parse().map_err(|_| {
-            format!("invalid size {text:?}: expected a number followed by a unit, e.g. 50MiB")
-        })?;
+        let not_a_number =
+            || format!("invalid size {text:?}: expected a number followed by a unit, e.g. 50MiB");
+        let out_of_range = || format!("invalid size {text:?}: out of range");
+        if !num.contains('.') {
+            // Exact integer arithmetic: f64 would round sizes above 2^53 and saturate at 2^64.
+            let n: u64 = num.parse().map_err(|e: std::num::ParseIntError| {
+                if *e.kind() == std::num::IntErrorKind::PosOverflow {
+                    out_of_range()
+                } else {
+                    not_a_number()
+                }
+            })?;
+            return n.checked_mul(factor).map(Size).ok_or_else(out_of_range);
+        }
+        let value: f64 = num.parse().map_err(|_| not_a_number())?;
         let bytes = value * factor as f64;
-        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-            return Err(format!("invalid size {text:?}: out of range"));
+        // 2^64 as f64 is exactly representable; anything at or above it doesn't fit.
+        if !(0.0..18_446_744_073_709_551_616.0).contains(&bytes) {
+            return Err(out_of_range());
         }
         Ok(Size(bytes as u64))
     }
@@ -530,15 +554,23 @@ impl Config {
                 .unwrap_or(0),
             message: e.message().trim().replace('\n', " "),
         })?;
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 let inner = e.into_inner().to_string();
                 let message = inner.lines().next().unwrap_or_default().trim().to_string();
                 unknown_key_error(&key, &message).unwrap_or_else(|| key_error(&key, message))
             })?;
-        config.validate()?;
+        config.finish()?;
         Ok(config)
+    }
+
+    /// Fills values that default from other keys, then validates.
+    fn finish(&mut self) -> Result<(), ConfigError> {
+        if self.database.url.trim().is_empty() {
+            self.database.url = format!("sqlite://{}", self.data_dir.join("hisp.db").display());
+        }
+        self.validate()
     }
 
     /// `--config`/`HISP_CONFIG` (given as `explicit`), else `config/hisp.toml` if present,
@@ -549,8 +581,8 @@ impl Config {
             None => {
                 let default = PathBuf::from("config/hisp.toml");
                 if !default.exists() {
-                    let config = Config::default();
-                    config.validate()?;
+                    let mut config = Config::default();
+                    config.finish()?;
                     return Ok((config, Source::Defaults));
                 }
                 default
@@ -573,10 +605,16 @@ impl Config {
             ));
         }
         let url = &self.database.url;
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let file = rest.trim_start_matches("//");
+            let file = file.split('?').next().unwrap_or_default();
+            if file.is_empty() && !rest.contains("mode=memory") {
+                return Err(key_error(
+                    "database.url",
+                    "names no database file (e.g. sqlite://data/hisp.db)",
+                ));
+            }
+        } else if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(key_error(
                 "database.url",
                 "must start with sqlite:// or postgres:// (e.g. sqlite://data/hisp.db)",
@@ -606,7 +644,41 @@ impl Config {
         if self.smtp.max_recipients == 0 {
             return Err(key_error("smtp.max_recipients", "must be at least 1"));
         }
+        let positive = [
+            ("smtp.command_timeout", self.smtp.command_timeout),
+            ("smtp.data_timeout", self.smtp.data_timeout),
+            ("delivery.give_up_after", self.delivery.give_up_after),
+            ("delivery.lease", self.delivery.lease),
+            ("delivery.connect_timeout", self.delivery.connect_timeout),
+            ("dns.timeout", self.dns.timeout),
+            ("discovery.ldap_timeout", self.discovery.ldap_timeout),
+            ("discovery.fetch_timeout", self.discovery.fetch_timeout),
+            ("notifications.timeout", self.notifications.timeout),
+        ];
+        for (key, d) in positive {
+            if d.0.is_zero() {
+                return Err(key_error(key, "must be longer than zero"));
+            }
+        }
+        if self.delivery.retry.iter().any(|d| d.0.is_zero()) {
+            return Err(key_error(
+                "delivery.retry",
+                "intervals must be longer than zero",
+            ));
+        }
         for (domain, hop) in &self.delivery.routes {
+            if crate::address::normalize_domain(domain).as_deref() != Ok(domain.as_str()) {
+                return Err(key_error(
+                    &format!("delivery.routes.{domain}"),
+                    "the key must be a lower-case domain name such as hisp-b.example",
+                ));
+            }
+            if hop.starts_with(':') {
+                return Err(key_error(
+                    &format!("delivery.routes.{domain}"),
+                    format!("invalid next hop {hop:?}: expected host:port"),
+                ));
+            }
             if !hop.contains(':') {
                 return Err(key_error(
                     &format!("delivery.routes.{domain}"),
@@ -814,6 +886,54 @@ master_key_file = "/etc/hisp/master.key"
             assert!(e.contains(&format!("`{key}")), "{text:?} gave {e}");
             assert!(!e.contains('\n'), "multi-line error: {e}");
         }
+    }
+
+    #[test]
+    fn database_defaults_under_data_dir() {
+        assert_eq!(parse("").unwrap().database.url, "sqlite://data/hisp.db");
+        let c = parse("data_dir = \"/var/lib/hisp\"\n").unwrap();
+        assert_eq!(c.database.url, "sqlite:///var/lib/hisp/hisp.db");
+        let c = parse("data_dir = \"/x\"\n[database]\nurl = \"sqlite://other.db\"\n").unwrap();
+        assert_eq!(c.database.url, "sqlite://other.db");
+        let e = parse("[database]\nurl = \"sqlite://\"\n").unwrap_err();
+        assert!(e.contains("`database.url`"), "{e}");
+        let c = parse("[database]\nurl = \"postgres://u:pw@h/db\"\n").unwrap();
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "password in Debug output"
+        );
+    }
+
+    #[test]
+    fn zero_and_out_of_range_values_are_refused() {
+        for (text, key) in [
+            ("[delivery]\nlease = \"0s\"\n", "delivery.lease"),
+            ("[delivery]\nretry = [\"1m\", \"0m\"]\n", "delivery.retry"),
+            ("[notifications]\ntimeout = 0\n", "notifications.timeout"),
+            (
+                "[smtp]\nmax_message_size = \"18446744073709551616\"\n",
+                "smtp.max_message_size",
+            ),
+            (
+                "[smtp]\nmax_message_size = \"17179869184GiB\"\n",
+                "smtp.max_message_size",
+            ),
+            (
+                "[delivery]\nroutes = { \"B.Example\" = \"h:25\" }\n",
+                "delivery.routes.B.Example",
+            ),
+            (
+                "[delivery]\nroutes = { \"b.example\" = \":25\" }\n",
+                "delivery.routes.b.example",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(&format!("`{key}`")), "{text:?} gave {e}");
+        }
+        assert_eq!(
+            Size::parse("9007199254740993"),
+            Ok(Size(9_007_199_254_740_993))
+        );
     }
 
     #[test]

@@ -137,10 +137,6 @@ async fn round_trip(backend: Backend) {
         .collect();
     assert!(by_subject.contains(&("alice@hisp-a.example", "address")));
     assert!(by_subject.contains(&("hisp-a.example", "domain")));
-    assert!(
-        !certs.to_string().contains("PRIVATE"),
-        "key material in listing"
-    );
 
     // Export: PEM and DER are the certificate we imported, byte for byte.
     let pem = env
@@ -188,6 +184,7 @@ async fn round_trip(backend: Backend) {
         "hisp-a.example",
         "--file",
         root_pem.to_str().unwrap(),
+        "--incoming",
     ])
     .fails(1, "already present");
     let anchors = env.run(&["anchor", "list", "--json"]).ok().json();
@@ -226,6 +223,28 @@ async fn round_trip(backend: Backend) {
     let tokens = env.run(&["token", "list", "--json"]).ok().json();
     assert!(!tokens.to_string().contains(&secret));
     assert_eq!(tokens[0]["address"], "alice@hisp-a.example");
+    {
+        use sqlx::Row;
+        let store = env.store().await;
+        let stored: Vec<String> = sqlx::query("SELECT token_hash FROM api_tokens")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get("token_hash").unwrap())
+            .collect();
+        assert_eq!(stored, [hisp::auth::token_hash(&secret)]);
+        let alice = store
+            .address("alice@hisp-a.example")
+            .await
+            .unwrap()
+            .unwrap();
+        let hash = alice.password_hash.expect("password stored");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(hisp::auth::verify_password("s3cret", &hash));
+        assert!(!hisp::auth::verify_password("s3cre", &hash));
+        store.close().await;
+    }
     env.run(&["token", "create", "--admin", "--json"]).ok();
 
     // Removal, in an order that exercises the guards.
@@ -514,26 +533,47 @@ async fn master_key_is_created_once_with_mode_0600() {
 }
 
 #[tokio::test]
-async fn sqlite_store_uses_wal_and_foreign_keys() {
+async fn sqlite_store_is_wal_private_and_enforces_foreign_keys() {
+    use sqlx::{Connection, Row};
+    use std::os::unix::fs::PermissionsExt;
     let env = Env::new(Backend::Sqlite).await;
+    // Point the database into a directory that doesn't exist yet.
+    std::fs::write(
+        &env.config,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n",
+            env.path("db/store.db").display()
+        ),
+    )
+    .unwrap();
     env.run(&["domain", "add", "hisp-a.example"]).ok();
-    let store = env.store().await;
-    use sqlx::Row;
+    let file = env.path("db/store.db");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(env.path("db"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    // journal_mode=WAL is a property of the file: a plain connection that sets nothing must
+    // see what hisp's own connections set.
+    let url = format!("sqlite://{}", file.display());
+    let mut plain = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let mode: String = sqlx::query("PRAGMA journal_mode")
-        .fetch_one(store.pool())
+        .fetch_one(&mut plain)
         .await
         .unwrap()
         .try_get(0)
         .unwrap();
     assert_eq!(mode.to_ascii_lowercase(), "wal");
-    let fk: i64 = sqlx::query("PRAGMA foreign_keys")
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap();
-    assert_eq!(fk, 1);
-    // A dangling reference is refused by the database itself.
+    plain.close().await.unwrap();
+    // Foreign keys are per connection: check them on the store's own pool.
+    let store = hisp::store::Store::open(&url, 1).await.unwrap();
     let err = sqlx::query(
         "INSERT INTO addresses (domain_id, address, created_at) VALUES (999, 'x@y.example', 0)",
     )
@@ -541,6 +581,190 @@ async fn sqlite_store_uses_wal_and_foreign_keys() {
     .await;
     assert!(err.is_err(), "foreign key not enforced");
     store.close().await;
+}
+
+#[tokio::test]
+async fn master_key_sources_and_precedence() {
+    let env = Env::new(Backend::Sqlite).await;
+    let key_file = env.path("master.key");
+    std::fs::write(&key_file, format!("{}\n", common::MASTER_KEY_HEX)).unwrap();
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        format!(
+            "{config}[keys]\nmaster_key_file = \"{}\"\n",
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let no_env = |args: &[&str]| {
+        common::Run::from_output(
+            env.command(args)
+                .env_remove("HISP_MASTER_KEY")
+                .output()
+                .unwrap(),
+        )
+    };
+    // The configured file is used (no key is generated under data_dir).
+    no_env(&["domain", "add", "hisp-a.example"]).ok();
+    assert!(!env.path("data/master.key").exists());
+    // The environment variable wins over the file: same key in another encoding works...
+    let b64 = openssl::base64::encode_block(&hex32(common::MASTER_KEY_HEX));
+    env.run_env(&["domain", "list"], &[("HISP_MASTER_KEY", b64.as_str())])
+        .ok();
+    // ...and a different one is refused even though the file is right.
+    env.run_env(
+        &["domain", "list"],
+        &[("HISP_MASTER_KEY", &"11".repeat(32))],
+    )
+    .fails(2, "HISP_MASTER_KEY");
+    // Malformed keys: exit 2 naming the source.
+    env.run_env(&["domain", "list"], &[("HISP_MASTER_KEY", "short")])
+        .fails(2, "master key from HISP_MASTER_KEY is not usable");
+    std::fs::write(&key_file, "not a key\n").unwrap();
+    no_env(&["domain", "list"]).fails(2, "is not usable");
+    std::fs::remove_file(&key_file).unwrap();
+    no_env(&["domain", "list"]).fails(2, "cannot read master key file");
+}
+
+#[tokio::test]
+async fn more_key_formats_and_refusals() {
+    let env = Env::new(Backend::Sqlite).await;
+    env.run(&["domain", "add", "hisp-a.example"]).ok();
+    env.run(&["address", "add", "alice@hisp-a.example"]).ok();
+    let root = Ca::root("Formats Root").unwrap();
+    let alice = root.leaf().email("alice@hisp-a.example").build().unwrap();
+    let cert = env.write("alice.pem", &alice.cert_pem());
+
+    // Encrypted PKCS#8 PEM key: needs --password-env, refuses the wrong one.
+    let enc = alice
+        .key
+        .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"kpw")
+        .unwrap();
+    let enc_key = env.write("alice-enc.key", &enc);
+    env.import_pem(&cert, &enc_key).fails(
+        1,
+        "the key is encrypted; give its password with --password-env",
+    );
+    let (c, k) = (cert.to_str().unwrap(), enc_key.to_str().unwrap());
+    let args = [
+        "cert",
+        "import",
+        "--cert",
+        c,
+        "--key",
+        k,
+        "--password-env",
+        "KPW",
+    ];
+    env.run_env(&args, &[("KPW", "nope")])
+        .fails(1, "wrong password?");
+
+    // A PKCS#12 without a MAC, opened with the wrong password, is still a password error.
+    let key_pem = env.write("alice.key", &alice.key_pem());
+    let nomac = env.path("nomac.p12");
+    tool(
+        "openssl",
+        &[
+            "pkcs12",
+            "-export",
+            "-nomac",
+            "-in",
+            c,
+            "-inkey",
+            key_pem.to_str().unwrap(),
+            "-passout",
+            "pass:right",
+            "-out",
+            nomac.to_str().unwrap(),
+        ],
+    );
+    env.import_p12(&nomac, "wrong").fails(1, "wrong password");
+
+    // An EC key: Direct uses RSA only.
+    let ec_key = env.path("ec.key");
+    let ec_cert = env.path("ec.pem");
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            ec_key.to_str().unwrap(),
+            "-out",
+            ec_cert.to_str().unwrap(),
+            "-days",
+            "30",
+            "-subj",
+            "/CN=ec",
+            "-addext",
+            "subjectAltName=email:alice@hisp-a.example",
+        ],
+    );
+    env.import_pem(&ec_cert, &ec_key)
+        .fails(1, "Direct uses RSA keys only");
+
+    // The right password works, and nothing above was stored.
+    env.run_env(&args, &[("KPW", "kpw")]).ok();
+    let certs = env.run(&["cert", "list", "--json"]).ok().json();
+    assert_eq!(sha_list(&certs), [alice.sha256_hex()]);
+
+    // Usage errors from argument parsing: exit 2, one line naming the problem.
+    env.run(&["cert", "import"]).fails(2, "--p12");
+    env.run(&["cert", "export", "x", "--format", "jpeg"])
+        .fails(2, "invalid value 'jpeg' for '--format");
+    env.run(&["domain", "frobnicate"])
+        .fails(2, "unrecognized subcommand");
+}
+
+#[tokio::test]
+async fn anchors_widen_and_multi_cert_files_are_atomic() {
+    for backend in backends() {
+        let env = Env::new(backend).await;
+        env.run(&["domain", "add", "hisp-a.example"]).ok();
+        let one = Ca::root("Anchor One").unwrap().as_issued();
+        let two = Ca::root("Anchor Two").unwrap().as_issued();
+        let one_pem = env.write("one.pem", &one.cert_pem());
+        let both_pem = env.write("both.pem", &[two.cert_pem(), one.cert_pem()].concat());
+        let add = |file: &std::path::Path, flags: &[&str]| {
+            let mut args = vec!["anchor", "add", "--domain", "hisp-a.example", "--file"];
+            args.push(file.to_str().unwrap());
+            args.extend_from_slice(flags);
+            env.run(&args)
+        };
+        add(&one_pem, &["--incoming"]).ok();
+        // A file whose second certificate is already fully present adds nothing at all.
+        add(&both_pem, &["--incoming"]).fails(1, "already present");
+        let list = env.run(&["anchor", "list", "--json"]).ok().json();
+        assert_eq!(sha_list(&list), [one.sha256_hex()], "{backend:?}");
+        // Asking for the other direction widens the existing anchor instead of failing.
+        let out = add(&both_pem, &["--outgoing"]).ok();
+        assert!(out.stdout.contains("widened anchor"), "{}", out.stdout);
+        let list = env.run(&["anchor", "list", "--json"]).ok().json();
+        let by_sha = |sha: &str| {
+            list.as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["sha256"] == sha)
+                .cloned()
+                .unwrap()
+        };
+        let a1 = by_sha(&one.sha256_hex());
+        assert_eq!(
+            (a1["incoming"].as_bool(), a1["outgoing"].as_bool()),
+            (Some(true), Some(true))
+        );
+        let a2 = by_sha(&two.sha256_hex());
+        assert_eq!(
+            (a2["incoming"].as_bool(), a2["outgoing"].as_bool()),
+            (Some(false), Some(true))
+        );
+    }
 }
 
 #[test]
@@ -650,4 +874,35 @@ async fn dev_pki_script_output_imports() {
             .iter()
             .all(|c| c["can_sign"] == true && c["can_encrypt"] == true)
     );
+}
+
+#[tokio::test]
+async fn concurrent_first_start_on_a_fresh_store() {
+    // Several commands starting together on a store that doesn't exist yet (the server and an
+    // admin script, say) must all succeed: one schema, one master key.
+    let env = Env::new(Backend::Sqlite).await;
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            env.command(&["domain", "list", "--json"])
+                .env_remove("HISP_MASTER_KEY")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut created = 0;
+    for child in children {
+        let run = common::Run::from_output(child.wait_with_output().unwrap());
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        created += usize::from(run.stderr.contains("created a new master key"));
+    }
+    assert_eq!(created, 1, "exactly one process may create the key");
+    common::Run::from_output(
+        env.command(&["domain", "add", "hisp-a.example"])
+            .env_remove("HISP_MASTER_KEY")
+            .output()
+            .unwrap(),
+    )
+    .ok();
 }

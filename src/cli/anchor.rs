@@ -8,6 +8,7 @@ use super::output::{date, print_json, print_table};
 use super::{CliError, CliResult, Ctx};
 use crate::address::normalize_domain;
 use crate::certinfo::{CertInfo, parse_certs};
+use crate::store::anchors::AnchorChange;
 
 #[derive(Subcommand, Debug)]
 pub enum AnchorCmd {
@@ -54,29 +55,42 @@ pub async fn run(ctx: &Ctx, cmd: AnchorCmd) -> CliResult {
             } else {
                 (true, true)
             };
-            let mut added = Vec::new();
+            let mut parsed = Vec::new();
             for cert in &certs {
                 let der = cert.to_der().map_err(|e| CliError::Failed(e.into()))?;
-                let info = CertInfo::of(cert);
-                let anchor = ctx
-                    .store
-                    .add_anchor(&domain, &info, &der, incoming, outgoing)
-                    .await?;
+                parsed.push((CertInfo::of(cert), der));
+            }
+            let changes = ctx
+                .store
+                .add_anchors(&domain, &parsed, incoming, outgoing)
+                .await?;
+            for (a, change) in &changes {
+                let event = match change {
+                    AnchorChange::Added => "anchor.added",
+                    AnchorChange::Widened => "anchor.widened",
+                };
                 ctx.audit(
-                    "anchor.added",
+                    event,
                     &domain,
-                    json!({"id": anchor.id, "sha256": anchor.sha256, "subject": anchor.subject,
-                           "incoming": incoming, "outgoing": outgoing}),
+                    json!({"id": a.id, "sha256": a.sha256, "subject": a.subject,
+                           "incoming": a.incoming, "outgoing": a.outgoing}),
                 )
                 .await?;
-                added.push(anchor);
             }
             if ctx.json {
-                return print_json(&added);
+                let list: Vec<_> = changes
+                    .iter()
+                    .map(|(a, c)| json!({"anchor": a, "change": c}))
+                    .collect();
+                return print_json(&list);
             }
-            for a in &added {
+            for (a, change) in &changes {
+                let verb = match change {
+                    AnchorChange::Added => "added",
+                    AnchorChange::Widened => "widened",
+                };
                 println!(
-                    "added anchor {} for {} ({}): {} sha256 {}",
+                    "{verb} anchor {} for {} ({}): {} sha256 {}",
                     a.id,
                     a.domain,
                     direction(a.incoming, a.outgoing),

@@ -4,6 +4,7 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 use super::output::{date, print_json, print_table};
 use super::{CliError, CliResult, Ctx, password_from_env};
@@ -71,23 +72,24 @@ pub async fn run(ctx: &Ctx, cmd: CertCmd) -> CliResult {
             key,
             password_env,
         } => {
-            let password = password_from_env(password_env.as_deref())?;
+            let password = password_from_env(password_env.as_deref())?.map(Zeroizing::new);
+            let password = password.as_ref().map(|p| p.as_str());
             let material = match (p12, cert, key) {
                 (Some(p12), None, None) => {
                     let der = read_file(&p12)?;
                     let what = p12.display().to_string();
-                    KeyMaterial::from_pkcs12(&der, password.as_deref().unwrap_or(""), &what)
+                    KeyMaterial::from_pkcs12(&der, password.unwrap_or(""), &what)
                         .map_err(import_error)?
                 }
                 (None, Some(cert), Some(key)) => {
                     let cert_bytes = read_file(&cert)?;
-                    let key_bytes = read_file(&key)?;
+                    let key_bytes = Zeroizing::new(read_file(&key)?);
                     KeyMaterial::from_pem(
                         &cert_bytes,
                         &cert.display().to_string(),
                         &key_bytes,
                         &key.display().to_string(),
-                        password.as_deref(),
+                        password,
                     )
                     .map_err(import_error)?
                 }

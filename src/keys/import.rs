@@ -17,7 +17,7 @@ pub const MIN_RSA_BITS: u32 = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{what}: wrong password for the PKCS#12 file (MAC check failed)")]
+    #[error("{what}: wrong password for the PKCS#12 file (or the file is damaged)")]
     Pkcs12Password { what: String },
     #[error("{what}: not a readable PKCS#12 file ({detail})")]
     Pkcs12Malformed { what: String, detail: String },
@@ -130,14 +130,17 @@ impl std::fmt::Debug for KeyMaterial {
 
 impl KeyMaterial {
     pub fn from_pkcs12(der: &[u8], password: &str, what: &str) -> Result<KeyMaterial, ImportError> {
-        load_legacy_provider().map_err(|e| ImportError::LegacyProvider(first_reason(&e)))?;
+        // Best effort: modern (AES/PBKDF2) files don't need the legacy provider, so its
+        // absence only matters, and is only reported, when parsing fails.
+        let legacy = load_legacy_provider();
         let p12 = Pkcs12::from_der(der).map_err(|e| ImportError::Pkcs12Malformed {
             what: what.to_string(),
             detail: first_reason(&e),
         })?;
-        let parsed = p12
-            .parse2(password)
-            .map_err(|e| classify_p12_error(&e, what))?;
+        let parsed = p12.parse2(password).map_err(|e| match &legacy {
+            Err(le) => ImportError::LegacyProvider(first_reason(le)),
+            Ok(()) => classify_p12_error(&e, what),
+        })?;
         let key = parsed.pkey.ok_or_else(|| ImportError::Pkcs12NoKey {
             what: what.to_string(),
         })?;
@@ -254,9 +257,19 @@ fn classify_p12_error(e: &ErrorStack, what: &str) -> ImportError {
         .iter()
         .filter_map(|err| err.reason().map(str::to_ascii_lowercase))
         .collect();
+    // With a MAC, a wrong password fails the MAC check; without one (-nomac files) it shows
+    // up as a padding/decode failure of the decrypted bags.
+    let password_like = [
+        "mac verify failure",
+        "mac verify error",
+        "bad decrypt",
+        "pkcs12_pbe_crypt",
+        "decode error",
+        "cipherfinal",
+    ];
     if reasons
         .iter()
-        .any(|r| r.contains("mac verify failure") || r.contains("mac verify error"))
+        .any(|r| password_like.iter().any(|p| r.contains(p)))
     {
         return ImportError::Pkcs12Password {
             what: what.to_string(),

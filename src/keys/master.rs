@@ -8,6 +8,7 @@ use openssl::hash::{MessageDigest, hash};
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::certinfo::hex;
 
@@ -67,11 +68,8 @@ pub struct MasterKey {
 
 impl Drop for MasterKey {
     fn drop(&mut self) {
-        // Best effort: don't leave the key in freed memory.
-        for b in self.key.iter_mut() {
-            // SAFETY: volatile write to memory we own, to keep the compiler from eliding it.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
+        // Don't leave the key in freed memory.
+        self.key.zeroize();
     }
 }
 
@@ -148,10 +146,10 @@ impl MasterKey {
     }
 
     fn read_file(path: &Path) -> Result<MasterKey, MasterKeyError> {
-        let bytes = std::fs::read(path).map_err(|e| MasterKeyError::Read {
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| MasterKeyError::Read {
             path: path.to_path_buf(),
             reason: e.to_string(),
-        })?;
+        })?);
         let key = parse_key_text(&bytes, &path.display().to_string())?;
         Ok(MasterKey::from_bytes(
             key,
@@ -159,31 +157,60 @@ impl MasterKey {
         ))
     }
 
+    /// Writes a new key to a private temporary file, then links it into place, so another
+    /// process never sees a half-written key file; if one beat us to it, its key wins.
     fn create_file(path: &Path) -> Result<MasterKey, MasterKeyError> {
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let fail = |e: std::io::Error| MasterKeyError::Create {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(fail)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(fail)?;
         }
         let mut key = [0u8; 32];
         openssl::rand::rand_bytes(&mut key).map_err(|e| fail(std::io::Error::other(e)))?;
-        // create_new: never overwrite a key someone else just wrote.
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(fail)?;
-        let text = format!("{}\n", openssl::base64::encode_block(&key));
-        file.write_all(text.as_bytes()).map_err(fail)?;
-        file.sync_all().map_err(fail)?;
-        Ok(MasterKey::from_bytes(
-            key,
-            KeySource::Generated(path.to_path_buf()),
-        ))
+        let text = Zeroizing::new(format!("{}\n", openssl::base64::encode_block(&key)));
+        let tmp = dir.join(format!(".master.key.{}.tmp", std::process::id()));
+        let written = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::hard_link(&tmp, path)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        match written {
+            Ok(()) => {
+                // Make the new directory entry itself durable.
+                if let Ok(d) = std::fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
+                Ok(MasterKey::from_bytes(
+                    key,
+                    KeySource::Generated(path.to_path_buf()),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                key.zeroize();
+                MasterKey::read_file(path)
+            }
+            Err(e) => {
+                key.zeroize();
+                Err(fail(e))
+            }
+        }
     }
 
     /// A short public identifier of the key (not usable to recover it).

@@ -4,6 +4,7 @@ pub mod import;
 pub mod master;
 
 use openssl::pkey::{PKey, Private};
+use zeroize::Zeroizing;
 
 pub use import::{Binding, ImportError, KeyMaterial, MIN_RSA_BITS, bindings, load_legacy_provider};
 pub use master::{KeySource, MasterKey, MasterKeyError};
@@ -14,9 +15,10 @@ fn aad(cert_sha256: &str) -> Vec<u8> {
 
 /// PKCS#8 DER of the key, sealed under the master key and bound to its certificate.
 pub fn seal_private_key(master: &MasterKey, key: &PKey<Private>, cert_sha256: &str) -> Vec<u8> {
-    let der = key
-        .private_key_to_pkcs8()
-        .expect("serialising an in-memory RSA key cannot fail");
+    let der = Zeroizing::new(
+        key.private_key_to_pkcs8()
+            .expect("serialising an in-memory RSA key cannot fail"),
+    );
     master.seal(&der, &aad(cert_sha256))
 }
 
@@ -25,7 +27,7 @@ pub fn open_private_key(
     sealed: &[u8],
     cert_sha256: &str,
 ) -> Result<PKey<Private>, MasterKeyError> {
-    let der = master.open(sealed, &aad(cert_sha256), cert_sha256)?;
+    let der = Zeroizing::new(master.open(sealed, &aad(cert_sha256), cert_sha256)?);
     PKey::private_key_from_pkcs8(&der).map_err(|_| MasterKeyError::Unseal {
         context: cert_sha256.to_string(),
     })

@@ -5,6 +5,15 @@ use super::{Result, Store, StoreError, flag, now_ms, on_duplicate};
 use serde::Serialize;
 use sqlx::Row;
 
+/// What `add_anchors` did with one certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnchorChange {
+    Added,
+    /// Already anchored; its incoming/outgoing flags now include the requested ones.
+    Widened,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Anchor {
     pub id: i64,
@@ -38,42 +47,77 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Anchor> {
 }
 
 impl Store {
-    pub async fn add_anchor(
+    /// Adds certificates as anchors of `domain`, all or none. A certificate already anchored
+    /// with fewer directions is widened to the union; one already anchored with every
+    /// requested direction is a Conflict (nothing is written).
+    pub async fn add_anchors(
         &self,
         domain: &str,
-        info: &crate::certinfo::CertInfo,
-        cert_der: &[u8],
+        certs: &[(crate::certinfo::CertInfo, Vec<u8>)],
         incoming: bool,
         outgoing: bool,
-    ) -> Result<Anchor> {
+    ) -> Result<Vec<(Anchor, AnchorChange)>> {
         let d = self.require_domain(domain).await?;
-        on_duplicate(
-            sqlx::query(
-            "INSERT INTO anchors (domain_id, sha256, subject_dn, not_after_secs, cert_der, incoming, outgoing, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(d.id)
-        .bind(&info.sha256)
-        .bind(&info.subject)
-        .bind(info.not_after)
-        .bind(cert_der)
-        .bind(i64::from(incoming))
-        .bind(i64::from(outgoing))
-        .bind(now_ms())
-        .execute(self.pool())
-        .await,
-            || format!(
-                "anchor {} is already present for {domain}",
-                info.sha256
-            ),
-        )?;
-        let sql = format!("{SELECT} WHERE t.domain_id = $1 AND t.sha256 = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut tx = self.begin_write().await?;
+        let mut changes = Vec::new();
+        for (info, der) in certs {
+            let existing = sqlx::query(
+                "SELECT id, incoming, outgoing FROM anchors WHERE domain_id = $1 AND sha256 = $2",
+            )
             .bind(d.id)
             .bind(&info.sha256)
-            .fetch_one(self.pool())
+            .fetch_optional(&mut *tx)
             .await?;
-        from_row(&row)
+            let change = match existing {
+                None => {
+                    on_duplicate(
+                        sqlx::query(
+                            "INSERT INTO anchors (domain_id, sha256, subject_dn, not_after_secs,
+                                cert_der, incoming, outgoing, created_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        )
+                        .bind(d.id)
+                        .bind(&info.sha256)
+                        .bind(&info.subject)
+                        .bind(info.not_after)
+                        .bind(der.as_slice())
+                        .bind(i64::from(incoming))
+                        .bind(i64::from(outgoing))
+                        .bind(now_ms())
+                        .execute(&mut *tx)
+                        .await,
+                        || format!("anchor {} was added concurrently for {domain}", info.sha256),
+                    )?;
+                    AnchorChange::Added
+                }
+                Some(row) => {
+                    let (had_in, had_out) = (flag(&row, "incoming")?, flag(&row, "outgoing")?);
+                    if (had_in || !incoming) && (had_out || !outgoing) {
+                        return Err(StoreError::Conflict(format!(
+                            "anchor {} is already present for {domain} (id {})",
+                            info.sha256,
+                            row.try_get::<i64, _>("id")?
+                        )));
+                    }
+                    sqlx::query("UPDATE anchors SET incoming = $1, outgoing = $2 WHERE id = $3")
+                        .bind(i64::from(had_in || incoming))
+                        .bind(i64::from(had_out || outgoing))
+                        .bind(row.try_get::<i64, _>("id")?)
+                        .execute(&mut *tx)
+                        .await?;
+                    AnchorChange::Widened
+                }
+            };
+            let sql = format!("{SELECT} WHERE t.domain_id = $1 AND t.sha256 = $2");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(d.id)
+                .bind(&info.sha256)
+                .fetch_one(&mut *tx)
+                .await?;
+            changes.push((from_row(&row)?, change));
+        }
+        tx.commit().await?;
+        Ok(changes)
     }
 
     pub async fn list_anchors(&self, domain: Option<&str>) -> Result<Vec<Anchor>> {

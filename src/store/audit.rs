@@ -39,16 +39,11 @@ pub fn chain_hash(prev_hash: &str, at: i64, e: &AuditEvent<'_>) -> String {
 
 impl Store {
     pub async fn audit(&self, e: &AuditEvent<'_>) -> Result<()> {
-        let mut tx = match self.backend() {
-            // IMMEDIATE takes the write lock up front: two appenders can't read the same head.
-            Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => {
-                let mut tx = self.pool().begin().await?;
-                // Serialise appenders across nodes; the key is arbitrary but fixed.
-                tx.execute("SELECT pg_advisory_xact_lock(7243001)").await?;
-                tx
-            }
-        };
+        let mut tx = self.begin_write().await?;
+        if self.backend() == Backend::Postgres {
+            // Serialise appenders across nodes; the key is arbitrary but fixed.
+            tx.execute("SELECT pg_advisory_xact_lock(7243001)").await?;
+        }
         let prev: String = sqlx::query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?

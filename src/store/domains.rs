@@ -87,10 +87,24 @@ impl Store {
                 d.addresses, d.certificates, d.anchors
             )));
         }
-        sqlx::query("DELETE FROM domains WHERE id = $1")
-            .bind(d.id)
-            .execute(self.pool())
-            .await?;
+        // Re-check emptiness in the DELETE itself: an address added since the count above
+        // must not be cascade-deleted without --force.
+        let n = sqlx::query(
+            "DELETE FROM domains WHERE id = $1 AND ($2 = 1 OR (
+                NOT EXISTS (SELECT 1 FROM addresses WHERE domain_id = $1)
+                AND NOT EXISTS (SELECT 1 FROM local_certs WHERE domain_id = $1)
+                AND NOT EXISTS (SELECT 1 FROM anchors WHERE domain_id = $1)))",
+        )
+        .bind(d.id)
+        .bind(i64::from(force))
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Conflict(format!(
+                "domain {name} changed while being removed; run the command again"
+            )));
+        }
         Ok(d)
     }
 }

@@ -14,8 +14,11 @@ pub mod tokens;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Connection, Executor, Row};
 use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +88,16 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
+    // The authority ends at the last '@' before the path, so a password containing '/' or
+    // '@' is still treated as userinfo.
+    let (authority, tail) = match rest.rfind('@') {
+        Some(at) => {
+            let path_start = rest[at..].find('/').map_or(rest.len(), |i| at + i);
+            rest.split_at(path_start)
+        }
+        None => rest.split_at(rest.find('/').unwrap_or(rest.len())),
+    };
+    let without_userinfo = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
             let masked = if userinfo.contains(':') {
@@ -97,6 +108,46 @@ pub fn redact_url(url: &str) -> String {
             format!("{scheme}://{masked}@{host}{tail}")
         }
         None => url.to_string(),
+    };
+    // libpq-style `?password=...` parameters too.
+    match without_userinfo.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => without_userinfo,
+    }
+}
+
+/// Creates the database file's directory (0700) and the file itself (0600) before SQLite does:
+/// the store holds password hashes, sealed keys and decrypted mail, and SQLite gives its WAL
+/// and shared-memory files the main file's mode.
+fn prepare_private_file(file: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!("cannot create {}: {e}", file.display())),
     }
 }
 
@@ -123,21 +174,20 @@ impl Store {
             url: shown.clone(),
             reason,
         };
-        let (backend, connect_url) = if let Some(rest) = url.strip_prefix("sqlite:") {
-            let path_part = rest.trim_start_matches("//");
-            let file = path_part.split('?').next().unwrap_or_default();
-            if file.is_empty() {
+        let (backend, connect_url) = if url.starts_with("sqlite:") {
+            // Ask sqlx where the file is, so percent-encoding and absolute paths are read the
+            // same way here as when it opens the file.
+            let parsed =
+                SqliteConnectOptions::from_str(url).map_err(|e| open_err(e.to_string()))?;
+            let file = parsed.get_filename();
+            let in_memory = file.as_os_str() == ":memory:" || url.contains("mode=memory");
+            if file.as_os_str().is_empty() && !in_memory {
                 return Err(open_err(
                     "no file name; use e.g. sqlite://data/hisp.db".into(),
                 ));
             }
-            if file != ":memory:"
-                && let Some(dir) = std::path::Path::new(file)
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
+            if !in_memory {
+                prepare_private_file(file).map_err(open_err)?;
             }
             let with_mode = if url.contains("mode=") {
                 url.to_string()
@@ -164,10 +214,10 @@ impl Store {
                     // WAL lets readers (admin CLI, API) run while the server writes; foreign keys
                     // are per connection in SQLite; synchronous stays FULL so a commit that we
                     // acknowledge with 250 survives power loss.
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     conn.execute("PRAGMA synchronous = FULL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
                     Ok(())
                 })
             });
@@ -194,13 +244,36 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<()> {
-        migrations(self.backend)
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Migrate {
-                url: self.url.clone(),
-                reason: e.to_string(),
-            })
+        let migrator = migrations(self.backend);
+        // sqlx locks migrations on PostgreSQL but not on SQLite: two processes starting on a
+        // fresh file (the server and an admin command) can race to create the schema. The
+        // loser's transaction rolls back; trying again then finds the schema applied.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(_) if attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => {
+                    return Err(StoreError::Migrate {
+                        url: self.url.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock up front (BEGIN
+    /// IMMEDIATE): a deferred transaction that reads and then writes can fail with BUSY when
+    /// another writer committed in between, without waiting for the busy timeout.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -242,5 +315,10 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://data/hisp.db"), "sqlite://data/hisp.db");
+        assert_eq!(redact_url("postgres://u:a/b@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=pw&sslmode=disable"),
+            "postgres://h/db?user=u&password=***&sslmode=disable"
+        );
     }
 }
