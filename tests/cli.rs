@@ -605,8 +605,18 @@ async fn master_key_sources_and_precedence() {
                 .unwrap(),
         )
     };
-    // The configured file is used (no key is generated under data_dir).
-    no_env(&["domain", "add", "hisp-a.example"]).ok();
+    // The configured file is used (no key is generated under data_dir); a world-readable
+    // key file gets a warning.
+    let run = no_env(&["domain", "add", "hisp-a.example"]).ok();
+    assert!(
+        run.stderr.contains("readable by other users"),
+        "{}",
+        run.stderr
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = no_env(&["domain", "list"]).ok();
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
     assert!(!env.path("data/master.key").exists());
     // The environment variable wins over the file: same key in another encoding works...
     let b64 = openssl::base64::encode_block(&hex32(common::MASTER_KEY_HEX));

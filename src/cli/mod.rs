@@ -172,6 +172,17 @@ async fn open_master_key(config: &Config, store: &Store) -> CliResult<MasterKey>
             path.display()
         );
     }
+    if let KeySource::File(path) = &key.source {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            eprintln!(
+                "hisp: warning: master key file {} is readable by other users; chmod 600 it",
+                path.display()
+            );
+        }
+    }
     let recorded = match recorded {
         Some(v) => v,
         None => {
