@@ -6,6 +6,16 @@ use common::{Backend, Env, backends, tool};
 use hisp::devpki::{Ca, Usage, rsa_key};
 use serde_json::Value;
 
+/// An anchor's (incoming, outgoing) flags from its JSON.
+fn directions(anchor: &Value) -> (bool, bool) {
+    let flag = |k: &str| {
+        anchor[k]
+            .as_bool()
+            .unwrap_or_else(|| panic!("{k} missing: {anchor}"))
+    };
+    (flag("incoming"), flag("outgoing"))
+}
+
 fn sha_list(v: &Value) -> Vec<String> {
     v.as_array()
         .expect("JSON array")
@@ -195,19 +205,13 @@ async fn round_trip(backend: Backend) {
         .find(|a| a["domain"] == "hisp-a.example")
         .unwrap();
     assert_eq!(a0["sha256"], root.as_issued().sha256_hex());
-    assert_eq!(
-        (a0["incoming"].as_bool(), a0["outgoing"].as_bool()),
-        (Some(true), Some(false))
-    );
+    assert_eq!(directions(a0), (true, false));
     let a1 = list
         .iter()
         .find(|a| a["domain"] == "partner.example")
         .unwrap();
     assert_eq!(a1["sha256"], other.as_issued().sha256_hex());
-    assert_eq!(
-        (a1["incoming"].as_bool(), a1["outgoing"].as_bool()),
-        (Some(true), Some(true))
-    );
+    assert_eq!(directions(a1), (true, true));
     let only = env
         .run(&["anchor", "list", "--domain", "partner.example", "--json"])
         .ok()
@@ -765,15 +769,9 @@ async fn anchors_widen_and_multi_cert_files_are_atomic() {
                 .unwrap()
         };
         let a1 = by_sha(&one.sha256_hex());
-        assert_eq!(
-            (a1["incoming"].as_bool(), a1["outgoing"].as_bool()),
-            (Some(true), Some(true))
-        );
+        assert_eq!(directions(&a1), (true, true));
         let a2 = by_sha(&two.sha256_hex());
-        assert_eq!(
-            (a2["incoming"].as_bool(), a2["outgoing"].as_bool()),
-            (Some(false), Some(true))
-        );
+        assert_eq!(directions(&a2), (false, true));
     }
 }
 
