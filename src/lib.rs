@@ -8,4 +8,5 @@ pub mod cli;
 pub mod config;
 pub mod devpki;
 pub mod keys;
+pub mod smime;
 pub mod store;

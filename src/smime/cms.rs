@@ -1,0 +1,423 @@
+//! Sign → encrypt on the way out, decrypt → verify on the way in (SPEC A1-A7).
+
+use openssl::cms::{CMSOptions, CmsContentInfo};
+use openssl::hash::MessageDigest;
+use openssl::x509::X509;
+
+use super::algorithms::{self, AlgorithmPolicy, check_cipher, check_digest};
+use super::ffi::{self, KeyTransport, SignerKey};
+use super::{LocalKey, MAX_MIME_DEPTH, SmimeError, der, mime, wrap};
+use crate::certinfo::{CertInfo, first_reason};
+use crate::config::{ContentCipher, KeyTransport as ConfigKeyTransport};
+use crate::keys::MIN_RSA_BITS;
+
+/// How outbound messages are encrypted (from `[security]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealOptions {
+    pub cipher: ContentCipher,
+    pub key_transport: ConfigKeyTransport,
+}
+
+impl From<&crate::config::Security> for SealOptions {
+    fn from(s: &crate::config::Security) -> Self {
+        SealOptions {
+            cipher: s.content_cipher,
+            key_transport: s.key_transport,
+        }
+    }
+}
+
+fn check_key_size(cert: &X509) -> Result<(), SmimeError> {
+    let info = CertInfo::of(cert);
+    if info.key_algorithm != "RSA" || info.key_bits < MIN_RSA_BITS {
+        return Err(SmimeError::WeakKey {
+            subject: info.subject,
+            bits: info.key_bits,
+        });
+    }
+    Ok(())
+}
+
+fn random_boundary() -> String {
+    let mut raw = [0u8; 12];
+    openssl::rand::rand_bytes(&mut raw).expect("OpenSSL RNG failure");
+    format!("hisp-{}", crate::certinfo::hex(&raw))
+}
+
+/// `entity` as a multipart/signed entity with a detached SHA-256 signature from every signer
+/// (SPEC A2). `entity` must already be in canonical CRLF form.
+pub fn sign_entity(entity: &[u8], signers: &[LocalKey]) -> Result<Vec<u8>, SmimeError> {
+    if signers.is_empty() {
+        return Err(SmimeError::Build("no signing certificate".into()));
+    }
+    for s in signers {
+        check_key_size(&s.cert)?;
+    }
+    let keys: Vec<SignerKey<'_>> = signers
+        .iter()
+        .map(|s| SignerKey {
+            cert: &s.cert,
+            key: &s.key,
+        })
+        .collect();
+    let chain: Vec<X509> = signers
+        .iter()
+        .flat_map(|s| s.chain.iter().cloned())
+        .collect();
+    let cms = ffi::sign_detached(&keys, &chain, entity, MessageDigest::sha256())
+        .map_err(|e| SmimeError::Build(format!("signing failed: {}", first_reason(&e))))?;
+    let sig = cms
+        .to_der()
+        .map_err(|e| SmimeError::Build(first_reason(&e)))?;
+    let mut boundary = random_boundary();
+    while entity
+        .windows(boundary.len())
+        .any(|w| w == boundary.as_bytes())
+    {
+        boundary = random_boundary();
+    }
+    let mut out = Vec::with_capacity(entity.len() + sig.len() * 4 / 3 + 512);
+    out.extend_from_slice(
+        format!(
+            "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256;\r\n boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(entity);
+    out.extend_from_slice(
+        format!(
+            "\r\n--{boundary}\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&mime::encode_base64_lines(&sig));
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Ok(out)
+}
+
+/// CMS (Auth)EnvelopedData of `entity` for every recipient certificate (SPEC A3, A5, A6).
+/// Returns the DER and whether it is AuthEnvelopedData (AES-GCM).
+pub fn encrypt_entity(
+    entity: &[u8],
+    recipients: &[X509],
+    options: &SealOptions,
+) -> Result<(Vec<u8>, bool), SmimeError> {
+    if recipients.is_empty() {
+        return Err(SmimeError::Build("no recipient certificate".into()));
+    }
+    for r in recipients {
+        check_key_size(r)?;
+    }
+    let transport = match options.key_transport {
+        ConfigKeyTransport::RsaOaep => KeyTransport::OaepSha256,
+        ConfigKeyTransport::RsaPkcs1 => KeyTransport::Pkcs1v15,
+    };
+    let cms = ffi::encrypt(
+        recipients,
+        entity,
+        algorithms::cipher(options.cipher),
+        transport,
+    )
+    .map_err(|e| SmimeError::Build(format!("encryption failed: {}", first_reason(&e))))?;
+    let der = cms
+        .to_der()
+        .map_err(|e| SmimeError::Build(first_reason(&e)))?;
+    let auth = matches!(
+        options.cipher,
+        ContentCipher::Aes128Gcm | ContentCipher::Aes256Gcm
+    );
+    Ok((der, auth))
+}
+
+/// The complete outbound message: the original wrapped (A1), signed (A2) and encrypted (A3),
+/// with the routing headers outside.
+pub fn seal(
+    original: &[u8],
+    signers: &[LocalKey],
+    recipients: &[X509],
+    options: &SealOptions,
+) -> Result<Vec<u8>, SmimeError> {
+    let entity = wrap::wrap(original);
+    let signed = sign_entity(&entity, signers)?;
+    let (der, auth) = encrypt_entity(&signed, recipients, options)?;
+    // RFC 8551 names AuthEnvelopedData "authEnveloped-data".
+    let smime_type = if auth {
+        "authEnveloped-data"
+    } else {
+        "enveloped-data"
+    };
+    let mut out = wrap::routing_headers(original);
+    out.extend_from_slice(
+        format!(
+            "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&mime::encode_base64_lines(&der));
+    Ok(out)
+}
+
+/// An accepted inbound message.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The protected RFC 5322 message.
+    pub message: Vec<u8>,
+    /// Whether the sender wrapped it in message/rfc822 (SPEC A1).
+    pub wrapped: bool,
+    /// The certificates whose signatures verified, in SignerInfo order.
+    pub signers: Vec<X509>,
+    /// Every certificate the signature carried (intermediates for path building).
+    pub certificates: Vec<X509>,
+    /// The local certificate whose key decrypted the message.
+    pub decrypted_with: X509,
+    pub content_cipher: &'static str,
+    pub key_transport: &'static str,
+    pub digest: &'static str,
+}
+
+/// The result of verifying a signed entity.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The signed content (the bytes the signature covers).
+    pub content: Vec<u8>,
+    pub signers: Vec<X509>,
+    pub certificates: Vec<X509>,
+    pub digest: &'static str,
+}
+
+fn parse_cms(der_or_ber: &[u8]) -> Result<(CmsContentInfo, der::CmsAlgorithms), SmimeError> {
+    let cms = CmsContentInfo::from_der(der_or_ber)
+        .map_err(|e| SmimeError::MalformedCms(first_reason(&e)))?;
+    // Senders may use BER (indefinite lengths); OpenSSL re-encodes as DER, which our
+    // algorithm scan reads.
+    let der = cms
+        .to_der()
+        .map_err(|e| SmimeError::MalformedCms(first_reason(&e)))?;
+    let algs = der::cms_algorithms(&der)
+        .ok_or_else(|| SmimeError::MalformedCms("unexpected CMS structure".into()))?;
+    Ok((cms, algs))
+}
+
+/// Decrypts an S/MIME message with whichever local key matches a RecipientInfo.
+/// Returns the decrypted MIME entity, the key used, the cipher and key transport names.
+pub fn decrypt<'k>(
+    message: &[u8],
+    keys: &'k [LocalKey],
+    policy: &AlgorithmPolicy,
+) -> Result<(Vec<u8>, &'k LocalKey, &'static str, &'static str), SmimeError> {
+    let outer = mime::split(message);
+    let ct = mime::content_type(outer.header);
+    let is_pkcs7_mime = ct.is("application/pkcs7-mime") || ct.is("application/x-pkcs7-mime");
+    if !is_pkcs7_mime {
+        if ct.is("multipart/signed") {
+            return Err(SmimeError::NotEncrypted("signed but not encrypted".into()));
+        }
+        return Err(SmimeError::NotSmime(ct.mime_type));
+    }
+    let smime_type = ct.param("smime-type").unwrap_or("").to_ascii_lowercase();
+    if smime_type == "signed-data" || smime_type == "certs-only" {
+        return Err(SmimeError::NotEncrypted(format!("smime-type={smime_type}")));
+    }
+    let cte = mime::header_value(outer.header, "content-transfer-encoding")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let der = match cte.as_str() {
+        "base64" => mime::decode_base64(outer.body)?,
+        "binary" | "8bit" | "7bit" | "" => outer.body.to_vec(),
+        other => {
+            return Err(SmimeError::MalformedCms(format!(
+                "unsupported Content-Transfer-Encoding {other}"
+            )));
+        }
+    };
+    let (cms, algs) = parse_cms(&der)?;
+    if algs.content_type != der::ENVELOPED_DATA && algs.content_type != der::AUTH_ENVELOPED_DATA {
+        return Err(SmimeError::NotEncrypted(format!(
+            "CMS content type {}",
+            algs.content_type
+        )));
+    }
+    let cipher_oid = algs
+        .content_cipher
+        .as_deref()
+        .ok_or_else(|| SmimeError::MalformedCms("no content encryption algorithm".into()))?;
+    let cipher = check_cipher(cipher_oid, policy)?;
+    let transport = algs
+        .key_transports
+        .first()
+        .map(|o| algorithms::key_transport_name(o))
+        .unwrap_or("other");
+    let Some(key) = keys.iter().find(|k| ffi::has_recipient(&cms, &k.cert)) else {
+        return Err(SmimeError::CannotDecrypt(format!(
+            "no RecipientInfo is for any of our {} certificate(s)",
+            keys.len()
+        )));
+    };
+    match cms.decrypt(&key.key, &key.cert) {
+        Ok(plain) => Ok((plain, key, cipher, transport)),
+        Err(_) => Err(SmimeError::DecryptFailed(format!(
+            "the message names our certificate {} but does not decrypt with its key (wrong key or damaged content)",
+            CertInfo::of(&key.cert).sha256
+        ))),
+    }
+}
+
+/// Verifies a signed MIME entity (multipart/signed, or opaque pkcs7-mime signed-data) and
+/// returns the signed content. Trust in the signers is the caller's job (`trust`).
+pub fn verify_entity(entity: &[u8], policy: &AlgorithmPolicy) -> Result<Verified, SmimeError> {
+    let e = mime::split(entity);
+    let ct = mime::content_type(e.header);
+    if ct.is("multipart/signed") {
+        let boundary = ct.param("boundary").unwrap_or_default();
+        let parts = mime::multipart_parts(e.body, boundary)?;
+        let [content, signature] = parts.as_slice() else {
+            return Err(SmimeError::NotSigned(format!(
+                "multipart/signed with {} parts instead of 2",
+                parts.len()
+            )));
+        };
+        let sig_entity = mime::split(signature);
+        let sig_ct = mime::content_type(sig_entity.header);
+        if !(sig_ct.is("application/pkcs7-signature") || sig_ct.is("application/x-pkcs7-signature"))
+        {
+            return Err(SmimeError::NotSigned(format!(
+                "signature part is {}",
+                sig_ct.mime_type
+            )));
+        }
+        let cte = mime::header_value(sig_entity.header, "content-transfer-encoding")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let sig_der = if cte == "base64" {
+            mime::decode_base64(sig_entity.body)?
+        } else {
+            sig_entity.body.to_vec()
+        };
+        let (mut cms, algs) = parse_cms(&sig_der)?;
+        let digest = check_signed_algorithms(&algs, policy)?;
+        check_micalg(ct.param("micalg"), digest)?;
+        verify_detached(&mut cms, content)?;
+        finish(cms, content.to_vec(), digest)
+    } else if (ct.is("application/pkcs7-mime") || ct.is("application/x-pkcs7-mime"))
+        && ct
+            .param("smime-type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("signed-data"))
+    {
+        let der = mime::decode_base64(e.body)?;
+        let (mut cms, algs) = parse_cms(&der)?;
+        let digest = check_signed_algorithms(&algs, policy)?;
+        let mut content = Vec::new();
+        cms.verify(
+            None,
+            None,
+            None,
+            Some(&mut content),
+            CMSOptions::NOVERIFY | CMSOptions::BINARY,
+        )
+        .map_err(|e| SmimeError::BadSignature(first_reason(&e)))?;
+        finish(cms, content, digest)
+    } else {
+        Err(SmimeError::NotSigned(ct.mime_type))
+    }
+}
+
+fn check_signed_algorithms(
+    algs: &der::CmsAlgorithms,
+    policy: &AlgorithmPolicy,
+) -> Result<&'static str, SmimeError> {
+    if algs.content_type != der::SIGNED_DATA {
+        return Err(SmimeError::NotSigned(format!(
+            "CMS content type {}",
+            algs.content_type
+        )));
+    }
+    if algs.signatures.is_empty() {
+        return Err(SmimeError::NotSigned("no SignerInfo".into()));
+    }
+    let mut digest = "";
+    for oid in algs.digests.iter().chain(&algs.signatures) {
+        let name = check_digest(oid, policy)?;
+        if digest.is_empty() {
+            digest = name;
+        }
+    }
+    Ok(digest)
+}
+
+fn check_micalg(micalg: Option<&str>, digest: &str) -> Result<(), SmimeError> {
+    let want = algorithms::normalize_digest_name(digest);
+    let ok = micalg.is_some_and(|m| {
+        m.split(',')
+            .any(|v| algorithms::normalize_digest_name(v) == want)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(SmimeError::MicalgMismatch {
+            micalg: micalg.unwrap_or("(none)").to_string(),
+            digest: digest.to_string(),
+        })
+    }
+}
+
+/// Verifies over the exact bytes; if that fails and the content has bare LFs (a sender or
+/// relay that didn't canonicalise), over the CRLF form S/MIME signers are meant to use.
+fn verify_detached(cms: &mut CmsContentInfo, content: &[u8]) -> Result<(), SmimeError> {
+    let flags = CMSOptions::NOVERIFY | CMSOptions::BINARY;
+    let first = cms.verify(None, None, Some(content), None, flags);
+    let Err(e) = first else { return Ok(()) };
+    let canonical = mime::to_crlf(content);
+    if canonical.len() != content.len()
+        && cms
+            .verify(None, None, Some(&canonical), None, flags)
+            .is_ok()
+    {
+        return Ok(());
+    }
+    Err(SmimeError::BadSignature(first_reason(&e)))
+}
+
+fn finish(
+    cms: CmsContentInfo,
+    content: Vec<u8>,
+    digest: &'static str,
+) -> Result<Verified, SmimeError> {
+    let signers = ffi::signers(&cms);
+    if signers.is_empty() {
+        return Err(SmimeError::BadSignature(
+            "no signer certificate found".into(),
+        ));
+    }
+    for s in &signers {
+        check_key_size(s)?;
+    }
+    Ok(Verified {
+        content,
+        certificates: ffi::certificates(&cms),
+        signers,
+        digest,
+    })
+}
+
+/// Inbound: decrypt, verify, unwrap (SPEC A1-A7). Trust and envelope binding are separate
+/// steps (`trust::Validator`, `check_envelope`).
+pub fn open(
+    message: &[u8],
+    keys: &[LocalKey],
+    policy: &AlgorithmPolicy,
+) -> Result<Opened, SmimeError> {
+    let (entity, key, content_cipher, key_transport) = decrypt(message, keys, policy)?;
+    mime::check_depth(&entity, MAX_MIME_DEPTH)?;
+    let verified = verify_entity(&entity, policy)?;
+    let (inner, wrapped) = wrap::unwrap(&verified.content);
+    Ok(Opened {
+        message: inner.to_vec(),
+        wrapped,
+        signers: verified.signers,
+        certificates: verified.certificates,
+        decrypted_with: key.cert.clone(),
+        content_cipher,
+        key_transport,
+        digest: verified.digest,
+    })
+}

@@ -1,0 +1,203 @@
+//! Just enough DER reading to learn which algorithms a CMS structure uses, so policy can
+//! refuse weak ones: OpenSSL decrypts and verifies without telling which content cipher or
+//! digest it met. Input is re-encoded DER from OpenSSL (definite lengths), but every read is
+//! bounds-checked because it derives from network bytes.
+
+/// One TLV: tag byte, and the content bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Tlv<'a> {
+    pub tag: u8,
+    pub content: &'a [u8],
+}
+
+pub const SEQUENCE: u8 = 0x30;
+pub const SET: u8 = 0x31;
+pub const OID: u8 = 0x06;
+pub const INTEGER: u8 = 0x02;
+
+/// Reads one TLV from the front of `input`; returns it and the rest.
+pub fn read(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    // Multi-byte tags never occur in the CMS structures we walk.
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let mut len = 0usize;
+        for &b in &rest[..n] {
+            len = (len << 8) | usize::from(b);
+        }
+        rest = &rest[n..];
+        len
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((
+        Tlv {
+            tag,
+            content: &rest[..len],
+        },
+        &rest[len..],
+    ))
+}
+
+/// All TLVs inside a constructed value, in order.
+pub fn children(content: &[u8]) -> Option<Vec<Tlv<'_>>> {
+    let mut out = Vec::new();
+    let mut rest = content;
+    while !rest.is_empty() {
+        let (tlv, r) = read(rest)?;
+        out.push(tlv);
+        rest = r;
+    }
+    Some(out)
+}
+
+/// Dotted text of an OBJECT IDENTIFIER's content bytes.
+pub fn oid_text(content: &[u8]) -> Option<String> {
+    let (&first, rest) = content.split_first()?;
+    let mut parts = vec![u64::from(first / 40).min(2), 0];
+    parts[1] = u64::from(first) - parts[0] * 40;
+    let mut value: u64 = 0;
+    for &b in rest {
+        value = value.checked_mul(128)? | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            parts.push(value);
+            value = 0;
+        }
+    }
+    if content.last()? & 0x80 != 0 {
+        return None;
+    }
+    Some(
+        parts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("."),
+    )
+}
+
+/// The OID of an AlgorithmIdentifier SEQUENCE { algorithm OID, parameters ANY OPTIONAL }.
+pub fn algorithm_oid(alg: &Tlv<'_>) -> Option<String> {
+    if alg.tag != SEQUENCE {
+        return None;
+    }
+    let (oid, _) = read(alg.content)?;
+    (oid.tag == OID).then(|| oid_text(oid.content))?
+}
+
+/// The algorithms found in a CMS ContentInfo.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CmsAlgorithms {
+    /// Content type OID of the ContentInfo.
+    pub content_type: String,
+    /// EnvelopedData/AuthEnvelopedData content-encryption algorithm.
+    pub content_cipher: Option<String>,
+    /// Key transport algorithms of the KeyTransRecipientInfos.
+    pub key_transports: Vec<String>,
+    /// SignedData digest algorithms (top-level set and each SignerInfo's).
+    pub digests: Vec<String>,
+    /// SignedData SignerInfo signature algorithms.
+    pub signatures: Vec<String>,
+}
+
+pub const ENVELOPED_DATA: &str = "1.2.840.113549.1.7.3";
+pub const SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
+pub const AUTH_ENVELOPED_DATA: &str = "1.2.840.113549.1.9.16.1.23";
+
+/// Walks a DER ContentInfo; `None` when the structure isn't what CMS says it must be.
+pub fn cms_algorithms(der: &[u8]) -> Option<CmsAlgorithms> {
+    let (ci, _) = read(der)?;
+    if ci.tag != SEQUENCE {
+        return None;
+    }
+    let parts = children(ci.content)?;
+    let content_type = (parts.first()?.tag == OID).then(|| oid_text(parts[0].content))??;
+    let mut out = CmsAlgorithms {
+        content_type: content_type.clone(),
+        ..Default::default()
+    };
+    // content [0] EXPLICIT
+    let explicit = parts.get(1).filter(|t| t.tag == 0xa0)?;
+    let (body, _) = read(explicit.content)?;
+    if body.tag != SEQUENCE {
+        return None;
+    }
+    let fields = children(body.content)?;
+    match content_type.as_str() {
+        ENVELOPED_DATA | AUTH_ENVELOPED_DATA => {
+            // version, [0] originatorInfo?, recipientInfos SET, encryptedContentInfo SEQ, ...
+            let mut i = 1;
+            if fields.get(i)?.tag == 0xa0 {
+                i += 1;
+            }
+            let recipients = fields.get(i).filter(|t| t.tag == SET)?;
+            for ri in children(recipients.content)? {
+                // KeyTransRecipientInfo ::= SEQUENCE { version, rid, keyEncryptionAlgorithm, encryptedKey }
+                if ri.tag == SEQUENCE {
+                    let f = children(ri.content)?;
+                    if let Some(alg) = f.get(2).and_then(algorithm_oid) {
+                        out.key_transports.push(alg);
+                    }
+                }
+            }
+            let eci = fields.get(i + 1).filter(|t| t.tag == SEQUENCE)?;
+            let eci_fields = children(eci.content)?;
+            out.content_cipher = Some(algorithm_oid(eci_fields.get(1)?)?);
+        }
+        SIGNED_DATA => {
+            // version, digestAlgorithms SET, encapContentInfo, [0] certs?, [1] crls?, signerInfos SET
+            for alg in children(fields.get(1).filter(|t| t.tag == SET)?.content)? {
+                out.digests.push(algorithm_oid(&alg)?);
+            }
+            let signer_infos = fields.iter().skip(3).rfind(|t| t.tag == SET)?;
+            for si in children(signer_infos.content)? {
+                let f = children(si.content)?;
+                // version, sid, digestAlgorithm, [0] signedAttrs?, signatureAlgorithm, signature
+                out.digests.push(algorithm_oid(f.get(2)?)?);
+                let sig_index = if f.get(3)?.tag == 0xa0 { 4 } else { 3 };
+                out.signatures.push(algorithm_oid(f.get(sig_index)?)?);
+            }
+        }
+        _ => {}
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oids() {
+        // 2.16.840.1.101.3.4.1.42 (aes256-CBC)
+        let aes = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a];
+        assert_eq!(oid_text(&aes).as_deref(), Some("2.16.840.1.101.3.4.1.42"));
+        assert_eq!(oid_text(&[0x2a, 0x86]), None, "truncated subidentifier");
+        assert_eq!(oid_text(&[]), None);
+    }
+
+    #[test]
+    fn lengths_are_bounds_checked() {
+        assert!(read(&[0x30, 0x05, 0x01]).is_none());
+        assert!(read(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+        assert!(
+            read(&[0x30, 0x80]).is_none(),
+            "indefinite length is not DER"
+        );
+        assert!(read(&[0x1f, 0x01, 0x00]).is_none());
+        let (t, rest) = read(&[0x04, 0x81, 0x01, 0xaa, 0xbb]).unwrap();
+        assert_eq!((t.tag, t.content, rest), (0x04, &[0xaa][..], &[0xbb][..]));
+        assert!(cms_algorithms(&[0x30, 0x03, 0x06, 0x01, 0x2a]).is_none());
+        assert!(cms_algorithms(b"garbage").is_none());
+    }
+}

@@ -1,0 +1,407 @@
+//! The small part of MIME that S/MIME needs, on exact bytes: splitting an entity into header
+//! and body, reading Content-Type, cutting multipart bodies at their boundaries, base64.
+//!
+//! Written by hand rather than through a general parser because signatures cover exact bytes:
+//! the signed part of a multipart/signed is everything between the delimiter lines, and the
+//! CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1).
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MimeError {
+    #[error("malformed MIME: {0}")]
+    Malformed(&'static str),
+    #[error("invalid base64 content")]
+    Base64,
+    #[error("MIME structure nested deeper than {0} levels")]
+    TooDeep(usize),
+}
+
+/// An entity's header block (including the final line break) and body.
+#[derive(Debug, Clone, Copy)]
+pub struct Entity<'a> {
+    pub header: &'a [u8],
+    pub body: &'a [u8],
+}
+
+/// Splits at the first empty line. An entity that starts with an empty line has no headers
+/// (its type is then text/plain by default).
+pub fn split(raw: &[u8]) -> Entity<'_> {
+    if raw.starts_with(b"\r\n") {
+        return Entity {
+            header: &[],
+            body: &raw[2..],
+        };
+    }
+    if raw.starts_with(b"\n") {
+        return Entity {
+            header: &[],
+            body: &raw[1..],
+        };
+    }
+    let mut i = 0;
+    while let Some(pos) = memchr(b'\n', &raw[i..]) {
+        let nl = i + pos;
+        let next = &raw[nl + 1..];
+        if next.starts_with(b"\r\n") {
+            return Entity {
+                header: &raw[..nl + 1],
+                body: &next[2..],
+            };
+        }
+        if next.starts_with(b"\n") {
+            return Entity {
+                header: &raw[..nl + 1],
+                body: &next[1..],
+            };
+        }
+        i = nl + 1;
+    }
+    Entity {
+        header: raw,
+        body: &[],
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+/// Raw header fields (name, the whole field including folded lines and line break).
+pub fn fields(header: &[u8]) -> Vec<(&str, &[u8])> {
+    let mut out: Vec<(&str, &[u8])> = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < header.len() {
+        let end = memchr(b'\n', &header[i..]).map_or(header.len(), |p| i + p + 1);
+        let continues = header.get(end).is_some_and(|&b| b == b' ' || b == b'\t');
+        if !continues {
+            let field = &header[start..end];
+            if let Some(colon) = memchr(b':', field)
+                && let Ok(name) = std::str::from_utf8(&field[..colon])
+            {
+                let name = name.trim();
+                if !name.is_empty() && !name.contains(' ') {
+                    out.push((name, field));
+                }
+            }
+            start = end;
+        }
+        i = end;
+    }
+    out
+}
+
+/// The unfolded, trimmed value of the first field called `name` (case-insensitive).
+pub fn header_value(header: &[u8], name: &str) -> Option<String> {
+    fields(header)
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, field)| {
+            let colon = memchr(b':', field).unwrap_or(0);
+            let value = String::from_utf8_lossy(&field[colon + 1..]);
+            value
+                .split(['\r', '\n'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+}
+
+/// A parsed Content-Type: lower-case `type/subtype` and its parameters (names lower-cased).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentType {
+    pub mime_type: String,
+    pub params: Vec<(String, String)>,
+}
+
+impl ContentType {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is(&self, mime_type: &str) -> bool {
+        self.mime_type == mime_type
+    }
+}
+
+/// The entity's Content-Type, defaulting to text/plain (RFC 2045 5.2).
+pub fn content_type(header: &[u8]) -> ContentType {
+    match header_value(header, "content-type") {
+        Some(v) => parse_content_type(&v),
+        None => ContentType {
+            mime_type: "text/plain".into(),
+            params: Vec::new(),
+        },
+    }
+}
+
+pub fn parse_content_type(value: &str) -> ContentType {
+    let mut rest = value;
+    let end = rest.find(';').unwrap_or(rest.len());
+    let mime_type = rest[..end].trim().to_ascii_lowercase();
+    rest = &rest[end..];
+    let mut params = Vec::new();
+    while let Some(r) = rest.strip_prefix(';') {
+        let r = r.trim_start();
+        let Some(eq) = r.find('=') else { break };
+        let name = r[..eq].trim().to_ascii_lowercase();
+        let after = r[eq + 1..].trim_start();
+        let (val, remaining) = if let Some(q) = after.strip_prefix('"') {
+            let mut v = String::new();
+            let mut chars = q.char_indices();
+            let mut close = q.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            v.push(n);
+                        }
+                    }
+                    '"' => {
+                        close = i + 1;
+                        break;
+                    }
+                    _ => v.push(c),
+                }
+            }
+            (v, &q[close.min(q.len())..])
+        } else {
+            let end = after.find(';').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        params.push((name, val));
+        rest = remaining.trim_start();
+        if !rest.starts_with(';') {
+            if let Some(p) = rest.find(';') {
+                rest = &rest[p..];
+            } else {
+                break;
+            }
+        }
+    }
+    ContentType { mime_type, params }
+}
+
+/// The body parts of a multipart body, as exact bytes (headers included, the line break
+/// before each delimiter excluded). Preamble and epilogue are dropped.
+pub fn multipart_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, MimeError> {
+    if boundary.is_empty() || boundary.len() > 200 {
+        return Err(MimeError::Malformed(
+            "missing or invalid multipart boundary",
+        ));
+    }
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    let mut parts = Vec::new();
+    let mut part_start: Option<usize> = None;
+    let mut line_start = 0;
+    while line_start <= body.len() {
+        let line_end = memchr(b'\n', &body[line_start..]).map_or(body.len(), |p| line_start + p);
+        let line = &body[line_start..line_end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(delim) {
+            let tail = &line[delim.len()..];
+            let closing = tail.starts_with(b"--");
+            let tail = if closing { &tail[2..] } else { tail };
+            if tail.iter().all(|b| *b == b' ' || *b == b'\t') {
+                if let Some(start) = part_start {
+                    // The line break before the delimiter belongs to the delimiter.
+                    let mut end = line_start;
+                    if end > start && body[end - 1] == b'\n' {
+                        end -= 1;
+                        if end > start && body[end - 1] == b'\r' {
+                            end -= 1;
+                        }
+                    }
+                    parts.push(&body[start..end.max(start)]);
+                }
+                if closing {
+                    return Ok(parts);
+                }
+                part_start = Some((line_end + 1).min(body.len()));
+            }
+        }
+        if line_end >= body.len() {
+            break;
+        }
+        line_start = line_end + 1;
+    }
+    // A missing closing delimiter: accept what was delimited only if the last part ended.
+    Err(MimeError::Malformed(
+        "multipart body has no closing boundary",
+    ))
+}
+
+/// Decodes base64 strictly, ignoring line breaks and spaces.
+pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, MimeError> {
+    let clean: String = text
+        .iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .map(|&b| b as char)
+        .collect();
+    if clean.is_empty() || !clean.len().is_multiple_of(4) {
+        return Err(MimeError::Base64);
+    }
+    if !clean
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    {
+        return Err(MimeError::Base64);
+    }
+    openssl::base64::decode_block(&clean).map_err(|_| MimeError::Base64)
+}
+
+/// Base64 in 76-character lines ending in CRLF (RFC 2045 6.8).
+pub fn encode_base64_lines(data: &[u8]) -> Vec<u8> {
+    let text = openssl::base64::encode_block(data);
+    let mut out = Vec::with_capacity(text.len() + text.len() / 76 * 2 + 2);
+    for chunk in text.as_bytes().chunks(76) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Lone LFs become CRLF (the canonical form S/MIME signs); CRLF stays.
+pub fn to_crlf(data: &[u8]) -> Cow<'_, [u8]> {
+    let lone_lf = data
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || data[i - 1] != b'\r'));
+    if !lone_lf {
+        return Cow::Borrowed(data);
+    }
+    let mut out = Vec::with_capacity(data.len() + data.len() / 40);
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\n' && (i == 0 || data[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    Cow::Owned(out)
+}
+
+/// The depth of multipart nesting, failing as soon as it passes `limit` (so hostile input
+/// costs at most `limit` levels of work and stack).
+pub fn check_depth(entity: &[u8], limit: usize) -> Result<(), MimeError> {
+    fn walk(entity: &[u8], depth: usize, limit: usize) -> Result<(), MimeError> {
+        if depth > limit {
+            return Err(MimeError::TooDeep(limit));
+        }
+        let e = split(entity);
+        let ct = content_type(e.header);
+        if ct.mime_type.starts_with("multipart/") {
+            let boundary = ct.param("boundary").unwrap_or_default();
+            for part in multipart_parts(e.body, boundary)? {
+                walk(part, depth + 1, limit)?;
+            }
+        } else if ct.is("message/rfc822") {
+            walk(e.body, depth + 1, limit)?;
+        }
+        Ok(())
+    }
+    walk(entity, 0, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_header_and_body() {
+        let e = split(b"A: 1\r\nB: 2\r\n\r\nbody\r\n");
+        assert_eq!(e.header, b"A: 1\r\nB: 2\r\n");
+        assert_eq!(e.body, b"body\r\n");
+        let e = split(b"A: 1\n\nbody");
+        assert_eq!((e.header, e.body), (&b"A: 1\n"[..], &b"body"[..]));
+        let e = split(b"\r\nno headers");
+        assert_eq!((e.header, e.body), (&b""[..], &b"no headers"[..]));
+        let e = split(b"A: 1");
+        assert_eq!((e.header, e.body), (&b"A: 1"[..], &b""[..]));
+    }
+
+    #[test]
+    fn folded_fields_and_values() {
+        let h = b"Subject: a\r\n  b\r\nTo: x@y.example,\r\n\tz@y.example\r\nbroken line\r\n";
+        let f = fields(h);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[1].0, "To");
+        assert_eq!(f[1].1, b"To: x@y.example,\r\n\tz@y.example\r\n");
+        assert_eq!(header_value(h, "subject").as_deref(), Some("a b"));
+        assert_eq!(
+            header_value(h, "to").as_deref(),
+            Some("x@y.example, z@y.example")
+        );
+        assert_eq!(header_value(h, "cc"), None);
+    }
+
+    #[test]
+    fn content_types() {
+        let ct = parse_content_type(
+            "Multipart/Signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256;\r\n boundary=\"a\\\"b;c\"",
+        );
+        assert_eq!(ct.mime_type, "multipart/signed");
+        assert_eq!(ct.param("protocol"), Some("application/pkcs7-signature"));
+        assert_eq!(ct.param("micalg"), Some("sha-256"));
+        assert_eq!(ct.param("boundary"), Some("a\"b;c"));
+        assert_eq!(content_type(b"X: y\r\n").mime_type, "text/plain");
+        let odd =
+            parse_content_type("application/pkcs7-mime; name=smime.p7m; smime-type=enveloped-data");
+        assert_eq!(odd.param("smime-type"), Some("enveloped-data"));
+        assert_eq!(parse_content_type(";;;=").mime_type, "");
+    }
+
+    #[test]
+    fn multipart_exact_bytes() {
+        let body = b"preamble\r\n--B\r\nA: 1\r\n\r\none\r\n\r\n--B\r\n\r\ntwo\r\n--B--\r\nepilogue";
+        let parts = multipart_parts(body, "B").unwrap();
+        assert_eq!(parts, vec![&b"A: 1\r\n\r\none\r\n"[..], &b"\r\ntwo"[..]]);
+        let lf = b"--B\nx\n--B\ny\n--B--\n";
+        assert_eq!(
+            multipart_parts(lf, "B").unwrap(),
+            vec![&b"x"[..], &b"y"[..]]
+        );
+        assert!(
+            multipart_parts(b"--B\r\nx\r\n", "B").is_err(),
+            "no closing boundary"
+        );
+        assert!(multipart_parts(b"x", "").is_err());
+        // A line that merely starts like the boundary is content.
+        let tricky = b"--B\r\n--Bx\r\n--B--";
+        assert_eq!(multipart_parts(tricky, "B").unwrap(), vec![&b"--Bx"[..]]);
+    }
+
+    #[test]
+    fn base64_strict() {
+        assert_eq!(decode_base64(b"aGVs\r\nbG8=\r\n").unwrap(), b"hello");
+        assert_eq!(decode_base64(b"aGVsbG8"), Err(MimeError::Base64));
+        assert_eq!(decode_base64(b"aGV*bG8="), Err(MimeError::Base64));
+        assert_eq!(decode_base64(b""), Err(MimeError::Base64));
+        let long = vec![7u8; 200];
+        let enc = encode_base64_lines(&long);
+        assert!(enc.split(|&b| b == b'\n').all(|l| l.len() <= 77));
+        assert_eq!(decode_base64(&enc).unwrap(), long);
+    }
+
+    #[test]
+    fn crlf_and_depth() {
+        assert_eq!(&*to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert!(matches!(to_crlf(b"a\r\n"), Cow::Borrowed(_)));
+        let mut nested = b"Content-Type: text/plain\r\n\r\nleaf\r\n".to_vec();
+        for i in 0..40 {
+            let b = format!("b{i}");
+            let mut outer = format!("Content-Type: multipart/mixed; boundary={b}\r\n\r\n--{b}\r\n")
+                .into_bytes();
+            outer.extend_from_slice(&nested);
+            outer.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+            nested = outer;
+        }
+        assert_eq!(check_depth(&nested, 50), Ok(()));
+        assert_eq!(check_depth(&nested, 30), Err(MimeError::TooDeep(30)));
+    }
+}
