@@ -10,3 +10,4 @@ pub mod devpki;
 pub mod keys;
 pub mod smime;
 pub mod store;
+pub mod trust;
