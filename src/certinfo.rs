@@ -77,6 +77,22 @@ pub fn unix_time(t: &Asn1TimeRef) -> i64 {
     }
 }
 
+/// `YYYY-MM-DD` (UTC) of a Unix time in seconds, for messages admins read.
+pub fn iso_date(secs: i64) -> String {
+    // Proleptic Gregorian calendar with days counted from 0000-03-01, so leap days fall at
+    // the end of a counted year (Howard Hinnant's civil-from-days).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// One line `CN=..., O=...` rendering of a distinguished name.
 pub fn dn_string(name: &X509NameRef) -> String {
     name.entries()
@@ -180,4 +196,18 @@ fn is_ca(cert: &X509Ref) -> bool {
 fn foreign_ptr(cert: &X509Ref) -> *mut openssl_sys::X509 {
     use foreign_types::ForeignTypeRef;
     cert.as_ptr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso_date;
+
+    #[test]
+    fn dates() {
+        assert_eq!(iso_date(0), "1970-01-01");
+        assert_eq!(iso_date(951_782_400), "2000-02-29");
+        assert_eq!(iso_date(1_767_225_599), "2025-12-31");
+        assert_eq!(iso_date(1_795_459_713), "2026-11-23");
+        assert_eq!(iso_date(-1), "1969-12-31");
+    }
 }
