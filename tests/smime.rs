@@ -112,7 +112,7 @@ fn several_signers_and_chain_certificates() {
     let sealed = smime::seal(
         ORIGINAL,
         &[local(&p.alice, &[]), local(&alice2, &[&inter])],
-        &[p.bob.cert.clone()],
+        std::slice::from_ref(&p.bob.cert),
         &opts(ContentCipher::Aes256Cbc, KeyTransport::RsaOaep),
     )
     .unwrap();

@@ -48,7 +48,8 @@ fn strict() -> AlgorithmPolicy {
 
 /// Encrypts an already-signed entity for bob and frames it as a message.
 fn envelope_for(f: &Fixture, signed: &[u8]) -> Vec<u8> {
-    let (der, _) = smime::encrypt_entity(signed, &[f.bob.cert.clone()], &opts()).unwrap();
+    let (der, _) =
+        smime::encrypt_entity(signed, std::slice::from_ref(&f.bob.cert), &opts()).unwrap();
     frame(&der)
 }
 
@@ -101,7 +102,7 @@ fn tampered_signature_is_a_bad_signature() {
     let text = String::from_utf8(signed).unwrap();
     let sig_start = text.find("filename=\"smime.p7s\"\r\n\r\n").unwrap() + 24;
     let sig_end = text[sig_start..].find("--").unwrap() + sig_start;
-    let der = mime::decode_base64(text[sig_start..sig_end].as_bytes()).unwrap();
+    let der = mime::decode_base64(&text.as_bytes()[sig_start..sig_end]).unwrap();
     let mut bent = der.clone();
     let n = bent.len();
     bent[n - 10] ^= 0x01;
@@ -118,7 +119,13 @@ fn tampered_signature_is_a_bad_signature() {
 #[test]
 fn wrong_recipient_key_and_unknown_recipient() {
     let f = fixture();
-    let sealed = smime::seal(ORIGINAL, &[local(&f.alice)], &[f.bob.cert.clone()], &opts()).unwrap();
+    let sealed = smime::seal(
+        ORIGINAL,
+        &[local(&f.alice)],
+        std::slice::from_ref(&f.bob.cert),
+        &opts(),
+    )
+    .unwrap();
     let imposter = LocalKey {
         cert: f.bob.cert.clone(),
         key: rsa_key(2048).unwrap(),
@@ -192,9 +199,21 @@ fn weak_keys_are_refused_both_ways() {
         .build()
         .unwrap();
     // We refuse to encrypt to a 1024-bit recipient or sign with a 1024-bit key...
-    let e = smime::seal(ORIGINAL, &[local(&f.alice)], &[weak.cert.clone()], &opts()).unwrap_err();
+    let e = smime::seal(
+        ORIGINAL,
+        &[local(&f.alice)],
+        std::slice::from_ref(&weak.cert),
+        &opts(),
+    )
+    .unwrap_err();
     assert!(matches!(e, SmimeError::WeakKey { bits: 1024, .. }), "{e}");
-    let e = smime::seal(ORIGINAL, &[local(&weak)], &[f.bob.cert.clone()], &opts()).unwrap_err();
+    let e = smime::seal(
+        ORIGINAL,
+        &[local(&weak)],
+        std::slice::from_ref(&f.bob.cert),
+        &opts(),
+    )
+    .unwrap_err();
     assert!(matches!(e, SmimeError::WeakKey { bits: 1024, .. }), "{e}");
     // ...and refuse a message signed with one.
     let msg = envelope_for(&f, &openssl_signed(&f, &weak, "sha256"));
@@ -205,7 +224,13 @@ fn weak_keys_are_refused_both_ways() {
 #[test]
 fn broken_encodings_and_structures() {
     let f = fixture();
-    let sealed = smime::seal(ORIGINAL, &[local(&f.alice)], &[f.bob.cert.clone()], &opts()).unwrap();
+    let sealed = smime::seal(
+        ORIGINAL,
+        &[local(&f.alice)],
+        std::slice::from_ref(&f.bob.cert),
+        &opts(),
+    )
+    .unwrap();
     let e = mime::split(&sealed);
     let der = mime::decode_base64(e.body).unwrap();
     // Truncated CMS (cut on a base64 quantum so only the CMS layer can notice).
@@ -265,7 +290,13 @@ fn deeply_nested_multiparts_are_refused() {
     let mut message =
         b"From: alice@hisp-a.example\r\nTo: bob@hisp-b.example\r\nMIME-Version: 1.0\r\n".to_vec();
     message.extend_from_slice(&nested);
-    let sealed = smime::seal(&message, &[local(&f.alice)], &[f.bob.cert.clone()], &opts()).unwrap();
+    let sealed = smime::seal(
+        &message,
+        &[local(&f.alice)],
+        std::slice::from_ref(&f.bob.cert),
+        &opts(),
+    )
+    .unwrap();
     let e = open(&f, &sealed).unwrap_err();
     assert_eq!(
         e,
@@ -281,7 +312,13 @@ fn thirty_megabyte_attachment_goes_through() {
     let mut message = b"From: alice@hisp-a.example\r\nTo: bob@hisp-b.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=att\r\n\r\n--att\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--att\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
     message.extend_from_slice(&mime::encode_base64_lines(&attachment));
     message.extend_from_slice(b"--att--\r\n");
-    let sealed = smime::seal(&message, &[local(&f.alice)], &[f.bob.cert.clone()], &opts()).unwrap();
+    let sealed = smime::seal(
+        &message,
+        &[local(&f.alice)],
+        std::slice::from_ref(&f.bob.cert),
+        &opts(),
+    )
+    .unwrap();
     let opened = open(&f, &sealed).unwrap();
     assert_eq!(opened.message.len(), message.len());
     assert!(

@@ -2,11 +2,12 @@
 
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::hash::MessageDigest;
+use openssl::stack::Stack;
 use openssl::x509::X509;
 
 use super::algorithms::{self, AlgorithmPolicy, check_cipher, check_digest};
 use super::ffi::{self, KeyTransport, SignerKey};
-use super::{LocalKey, MAX_MIME_DEPTH, SmimeError, der, mime, wrap};
+use super::{LocalKey, MAX_MIME_DEPTH, SmimeError, certcache, der, mime, wrap};
 use crate::certinfo::{CertInfo, first_reason};
 use crate::config::{ContentCipher, KeyTransport as ConfigKeyTransport};
 use crate::keys::MIN_RSA_BITS;
@@ -28,11 +29,14 @@ impl From<&crate::config::Security> for SealOptions {
 }
 
 fn check_key_size(cert: &X509) -> Result<(), SmimeError> {
-    let info = CertInfo::of(cert);
-    if info.key_algorithm != "RSA" || info.key_bits < MIN_RSA_BITS {
+    let (is_rsa, bits) = cert
+        .public_key()
+        .map(|k| (k.id() == openssl::pkey::Id::RSA, k.bits()))
+        .unwrap_or((false, 0));
+    if !is_rsa || bits < MIN_RSA_BITS {
         return Err(SmimeError::WeakKey {
-            subject: info.subject,
-            bits: info.key_bits,
+            subject: crate::certinfo::dn_string(cert.subject_name()),
+            bits,
         });
     }
     Ok(())
@@ -293,32 +297,62 @@ pub fn verify_entity(entity: &[u8], policy: &AlgorithmPolicy) -> Result<Verified
         } else {
             sig_entity.body.to_vec()
         };
-        let (mut cms, algs) = parse_cms(&sig_der)?;
+        let (mut cms, algs, carried) = parse_signed(&sig_der)?;
         let digest = check_signed_algorithms(&algs, policy)?;
         check_micalg(ct.param("micalg"), digest)?;
-        verify_detached(&mut cms, content)?;
-        finish(cms, content.to_vec(), digest)
+        verify_detached(&mut cms, &carried, content)?;
+        finish(cms, carried, content.to_vec(), digest)
     } else if (ct.is("application/pkcs7-mime") || ct.is("application/x-pkcs7-mime"))
         && ct
             .param("smime-type")
             .is_some_and(|t| t.eq_ignore_ascii_case("signed-data"))
     {
         let der = mime::decode_base64(e.body)?;
-        let (mut cms, algs) = parse_cms(&der)?;
+        let (mut cms, algs, carried) = parse_signed(&der)?;
         let digest = check_signed_algorithms(&algs, policy)?;
         let mut content = Vec::new();
+        let stack = cert_stack(&carried)?;
         cms.verify(
-            None,
+            Some(&stack),
             None,
             None,
             Some(&mut content),
             CMSOptions::NOVERIFY | CMSOptions::BINARY,
         )
         .map_err(|e| SmimeError::BadSignature(first_reason(&e)))?;
-        finish(cms, content, digest)
+        finish(cms, carried, content, digest)
     } else {
         Err(SmimeError::NotSigned(ct.mime_type))
     }
+}
+
+/// Parses SignedData, taking its certificates out first so known ones come from the cache
+/// (see `certcache`); BER or unusual input takes the ordinary path.
+fn parse_signed(
+    der_or_ber: &[u8],
+) -> Result<(CmsContentInfo, der::CmsAlgorithms, Vec<X509>), SmimeError> {
+    if let Some((stripped, cert_ders)) = der::split_certificates(der_or_ber) {
+        let certs = cert_ders
+            .iter()
+            .map(|d| certcache::parse(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SmimeError::MalformedCms(format!("certificate: {}", first_reason(&e))))?;
+        let (cms, algs) = parse_cms(&stripped)?;
+        return Ok((cms, algs, certs));
+    }
+    let (cms, algs) = parse_cms(der_or_ber)?;
+    let certs = ffi::certificates(&cms);
+    Ok((cms, algs, certs))
+}
+
+fn cert_stack(certs: &[X509]) -> Result<Stack<X509>, SmimeError> {
+    let mut stack = Stack::new().map_err(|e| SmimeError::Build(first_reason(&e)))?;
+    for c in certs {
+        stack
+            .push(c.clone())
+            .map_err(|e| SmimeError::Build(first_reason(&e)))?;
+    }
+    Ok(stack)
 }
 
 fn check_signed_algorithms(
@@ -362,14 +396,19 @@ fn check_micalg(micalg: Option<&str>, digest: &str) -> Result<(), SmimeError> {
 
 /// Verifies over the exact bytes; if that fails and the content has bare LFs (a sender or
 /// relay that didn't canonicalise), over the CRLF form S/MIME signers are meant to use.
-fn verify_detached(cms: &mut CmsContentInfo, content: &[u8]) -> Result<(), SmimeError> {
+fn verify_detached(
+    cms: &mut CmsContentInfo,
+    certs: &[X509],
+    content: &[u8],
+) -> Result<(), SmimeError> {
     let flags = CMSOptions::NOVERIFY | CMSOptions::BINARY;
-    let first = cms.verify(None, None, Some(content), None, flags);
+    let stack = cert_stack(certs)?;
+    let first = cms.verify(Some(&stack), None, Some(content), None, flags);
     let Err(e) = first else { return Ok(()) };
     let canonical = mime::to_crlf(content);
     if canonical.len() != content.len()
         && cms
-            .verify(None, None, Some(&canonical), None, flags)
+            .verify(Some(&stack), None, Some(&canonical), None, flags)
             .is_ok()
     {
         return Ok(());
@@ -379,6 +418,7 @@ fn verify_detached(cms: &mut CmsContentInfo, content: &[u8]) -> Result<(), Smime
 
 fn finish(
     cms: CmsContentInfo,
+    certificates: Vec<X509>,
     content: Vec<u8>,
     digest: &'static str,
 ) -> Result<Verified, SmimeError> {
@@ -393,7 +433,7 @@ fn finish(
     }
     Ok(Verified {
         content,
-        certificates: ffi::certificates(&cms),
+        certificates,
         signers,
         digest,
     })

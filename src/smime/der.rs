@@ -173,6 +173,75 @@ pub fn cms_algorithms(der: &[u8]) -> Option<CmsAlgorithms> {
     Some(out)
 }
 
+/// Appends a TLV header (tag and DER length) for `len` content bytes.
+pub fn write_header(out: &mut Vec<u8>, tag: u8, len: usize) {
+    out.push(tag);
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+/// Splits a DER SignedData ContentInfo into the same structure without its certificates
+/// field, and the certificates (each a whole DER TLV). `None` if the input isn't DER
+/// SignedData (callers then parse it the ordinary way).
+pub fn split_certificates(der: &[u8]) -> Option<(Vec<u8>, Vec<&[u8]>)> {
+    let (ci, rest) = read(der)?;
+    if ci.tag != SEQUENCE || !rest.is_empty() {
+        return None;
+    }
+    let (oid, after_oid) = read(ci.content)?;
+    if oid.tag != OID || oid_text(oid.content)? != SIGNED_DATA {
+        return None;
+    }
+    let (explicit, _) = read(after_oid)?;
+    let (sd, _) = read(explicit.content)?;
+    if explicit.tag != 0xa0 || sd.tag != SEQUENCE {
+        return None;
+    }
+    let mut fields = Vec::new();
+    let mut certs = Vec::new();
+    let mut cursor = sd.content;
+    while !cursor.is_empty() {
+        let (tlv, next) = read(cursor)?;
+        let whole = &cursor[..cursor.len() - next.len()];
+        if tlv.tag == 0xa0 {
+            // [0] IMPLICIT CertificateSet: keep plain certificates, give up on anything else.
+            let mut c = tlv.content;
+            while !c.is_empty() {
+                let (cert, n) = read(c)?;
+                if cert.tag != SEQUENCE {
+                    return None;
+                }
+                certs.push(&c[..c.len() - n.len()]);
+                c = n;
+            }
+        } else {
+            fields.push(whole);
+        }
+        cursor = next;
+    }
+    let body_len: usize = fields.iter().map(|f| f.len()).sum();
+    let mut sd_out = Vec::with_capacity(body_len + 8);
+    write_header(&mut sd_out, SEQUENCE, body_len);
+    for f in fields {
+        sd_out.extend_from_slice(f);
+    }
+    let mut explicit_out = Vec::with_capacity(sd_out.len() + 8);
+    write_header(&mut explicit_out, 0xa0, sd_out.len());
+    explicit_out.extend_from_slice(&sd_out);
+    let oid_whole = &ci.content[..ci.content.len() - after_oid.len()];
+    let mut out = Vec::with_capacity(explicit_out.len() + oid_whole.len() + 8);
+    write_header(&mut out, SEQUENCE, oid_whole.len() + explicit_out.len());
+    out.extend_from_slice(oid_whole);
+    out.extend_from_slice(&explicit_out);
+    Some((out, certs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
