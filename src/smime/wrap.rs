@@ -30,8 +30,11 @@ pub fn wrap(original: &[u8]) -> Vec<u8> {
 /// The routing header fields of the original, raw and in their original order, for the
 /// outer message; adds `MIME-Version: 1.0` when the original had none.
 pub fn routing_headers(original: &[u8]) -> Vec<u8> {
-    let original = mime::to_crlf(original);
-    let entity = mime::split(&original);
+    let header = mime::to_crlf(mime::split(original).header);
+    let entity = mime::Entity {
+        header: &header,
+        body: &[],
+    };
     let mut out = Vec::new();
     let mut has_mime_version = false;
     for (name, field) in mime::fields(entity.header) {

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Makes seed corpora for the fuzz targets with the openssl CLI (a throwaway key pair): a
+# signed entity, an encrypted message, and plain text. Run from fuzz/: ./seeds.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/k.pem" -out "$tmp/c.pem" -days 2 \
+    -subj "/CN=seed" -addext "subjectAltName=email:a@hisp-a.example" 2>/dev/null
+printf 'Content-Type: message/rfc822\r\n\r\nFrom: a@hisp-a.example\r\nTo: b@hisp-b.example\r\nSubject: s\r\n\r\nbody\r\n' > "$tmp/entity"
+mkdir -p corpus/smime_signed_entity corpus/smime_inbound
+openssl cms -sign -in "$tmp/entity" -signer "$tmp/c.pem" -inkey "$tmp/k.pem" -md sha256 -binary -crlfeol \
+    > corpus/smime_signed_entity/signed.eml
+openssl cms -sign -in "$tmp/entity" -signer "$tmp/c.pem" -inkey "$tmp/k.pem" -md sha256 -nodetach -binary \
+    > corpus/smime_signed_entity/opaque.eml
+cp "$tmp/entity" corpus/smime_signed_entity/plain.eml
+for c in aes-128-cbc aes-256-gcm; do
+    openssl cms -encrypt -in corpus/smime_signed_entity/signed.eml -binary "-$c" -recip "$tmp/c.pem" \
+        > "corpus/smime_inbound/$c.eml"
+done
+cp "$tmp/entity" corpus/smime_inbound/plain.eml
+echo "seeds written under fuzz/corpus/"
