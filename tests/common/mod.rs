@@ -2,6 +2,8 @@
 //! PostgreSQL, and tell the backends apart.
 #![allow(dead_code)]
 
+pub mod interop;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
