@@ -275,3 +275,21 @@ fn we_accept_what_the_openssl_cli_sends() {
         assert_eq!(opened.signers[0].to_der().unwrap(), p.alice.cert_der());
     }
 }
+
+#[test]
+fn unwrapped_messages_are_accepted_on_receipt() {
+    // Older senders sign the message itself rather than a message/rfc822 wrapper (SPEC A1).
+    let p = pki();
+    let signed = smime::sign_entity(ORIGINAL, &[local(&p.alice, &[])]).unwrap();
+    let (der, _) = smime::encrypt_entity(
+        &signed,
+        std::slice::from_ref(&p.bob.cert),
+        &opts(ContentCipher::Aes128Cbc, KeyTransport::RsaPkcs1),
+    )
+    .unwrap();
+    let mut msg = b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    msg.extend_from_slice(&smime::mime::encode_base64_lines(&der));
+    let opened = smime::open(&msg, &[local(&p.bob, &[])], &AlgorithmPolicy::default()).unwrap();
+    assert!(!opened.wrapped);
+    assert_eq!(opened.message, ORIGINAL);
+}

@@ -163,7 +163,7 @@ fn sha1_and_md5_signatures_follow_the_policy() {
 }
 
 #[test]
-fn triple_des_follows_the_policy() {
+fn triple_des_and_rc2_follow_the_policy() {
     let f = fixture();
     let signed = smime::sign_entity(&smime::wrap::wrap(ORIGINAL), &[local(&f.alice)]).unwrap();
     let input = file(&f, "signed", &signed);
@@ -186,6 +186,42 @@ fn triple_des_follows_the_policy() {
     let opened = smime::open(&msg, &[local(&f.bob)], &legacy).unwrap();
     assert_eq!(opened.content_cipher, "des-ede3-cbc");
     assert_eq!(opened.message, ORIGINAL);
+    // RC2 likewise (the openssl CLI needs its legacy provider to even write it).
+    let der = tool(
+        "openssl",
+        &[
+            "cms",
+            "-encrypt",
+            "-in",
+            &input,
+            "-binary",
+            "-rc2",
+            "-outform",
+            "DER",
+            "-recip",
+            &bob,
+            "-provider",
+            "legacy",
+            "-provider",
+            "default",
+        ],
+    );
+    let msg = frame(&der);
+    assert_eq!(
+        open(&f, &msg).unwrap_err(),
+        SmimeError::WeakCipher("rc2-cbc".into())
+    );
+    assert_eq!(
+        smime::open(&msg, &[local(&f.bob)], &legacy).unwrap_err(),
+        SmimeError::WeakCipher("rc2-cbc".into()),
+        "the 3DES switch must not let RC2 through"
+    );
+    let rc2_on = AlgorithmPolicy {
+        allow_rc2: true,
+        ..Default::default()
+    };
+    let opened = smime::open(&msg, &[local(&f.bob)], &rc2_on).unwrap();
+    assert_eq!(opened.content_cipher, "rc2-cbc");
 }
 
 #[test]

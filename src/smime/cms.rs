@@ -242,6 +242,15 @@ pub fn decrypt<'k>(
         .as_deref()
         .ok_or_else(|| SmimeError::MalformedCms("no content encryption algorithm".into()))?;
     let cipher = check_cipher(cipher_oid, policy)?;
+    if cipher == "rc2-cbc" {
+        // Allowed by the admin's switch; OpenSSL 3 keeps RC2 in its legacy provider.
+        crate::keys::load_legacy_provider().map_err(|e| {
+            SmimeError::CannotDecrypt(format!(
+                "RC2 needs OpenSSL's legacy provider: {}",
+                first_reason(&e)
+            ))
+        })?;
+    }
     let transport = algs
         .key_transports
         .first()
