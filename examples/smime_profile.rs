@@ -139,16 +139,6 @@ pub fn seal_breakdown(msg: &[u8], signer: &[LocalKey], recipient: &openssl::x509
     time("sign_entity", &mut || {
         std::hint::black_box(smime::sign_entity(&entity, signer).unwrap());
     });
-    let keys = [smime::ffi::SignerKey {
-        cert: &signer[0].cert,
-        key: &signer[0].key,
-    }];
-    time("ffi::sign_detached", &mut || {
-        std::hint::black_box(
-            smime::ffi::sign_detached(&keys, &[], &entity, openssl::hash::MessageDigest::sha256())
-                .unwrap(),
-        );
-    });
     time("encrypt_entity", &mut || {
         std::hint::black_box(
             smime::encrypt_entity(&signed, std::slice::from_ref(recipient), &o).unwrap(),

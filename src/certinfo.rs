@@ -79,6 +79,12 @@ pub fn unix_time(t: &Asn1TimeRef) -> i64 {
 
 /// `YYYY-MM-DD` (UTC) of a Unix time in seconds, for messages admins read.
 pub fn iso_date(secs: i64) -> String {
+    let (y, m, d) = civil_date(secs);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// (year, month, day) in UTC of a Unix time in seconds.
+pub fn civil_date(secs: i64) -> (i64, i64, i64) {
     // Proleptic Gregorian calendar with days counted from 0000-03-01, so leap days fall at
     // the end of a counted year (Howard Hinnant's civil-from-days).
     let z = secs.div_euclid(86_400) + 719_468;
@@ -89,8 +95,7 @@ pub fn iso_date(secs: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// One line `CN=..., O=...` rendering of a distinguished name.

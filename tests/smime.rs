@@ -293,3 +293,42 @@ fn unwrapped_messages_are_accepted_on_receipt() {
     assert!(!opened.wrapped);
     assert_eq!(opened.message, ORIGINAL);
 }
+
+#[test]
+fn our_cms_is_canonical_der() {
+    // OpenSSL re-encodes what it parses as DER: our structures must come back byte for byte.
+    let p = pki();
+    for (cipher, transport) in ALL_OPTIONS {
+        let sealed = smime::seal(
+            ORIGINAL,
+            &[local(&p.alice, &[&p.root]), local(&p.carol, &[])],
+            &[p.bob.cert.clone(), p.carol.cert.clone()],
+            &opts(cipher, transport),
+        )
+        .unwrap();
+        let outer = smime::mime::split(&sealed);
+        let enveloped = smime::mime::decode_base64(outer.body).unwrap();
+        let reencoded = openssl::cms::CmsContentInfo::from_der(&enveloped)
+            .unwrap()
+            .to_der()
+            .unwrap();
+        assert!(reencoded == enveloped, "EnvelopedData not DER ({cipher:?})");
+        let opened =
+            smime::open(&sealed, &[local(&p.bob, &[])], &AlgorithmPolicy::default()).unwrap();
+        assert_eq!(opened.signers.len(), 2);
+    }
+    let signed = smime::sign_entity(
+        &smime::wrap::wrap(ORIGINAL),
+        &[local(&p.alice, &[&p.root]), local(&p.carol, &[])],
+    )
+    .unwrap();
+    let text = String::from_utf8(signed).unwrap();
+    let start = text.find("filename=\"smime.p7s\"\r\n\r\n").unwrap() + 24;
+    let end = start + text[start..].find("--").unwrap();
+    let sig = smime::mime::decode_base64(&text.as_bytes()[start..end]).unwrap();
+    let reencoded = openssl::cms::CmsContentInfo::from_der(&sig)
+        .unwrap()
+        .to_der()
+        .unwrap();
+    assert!(reencoded == sig, "SignedData not DER");
+}

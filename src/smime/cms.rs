@@ -1,13 +1,12 @@
 //! Sign → encrypt on the way out, decrypt → verify on the way in (SPEC A1-A7).
 
 use openssl::cms::{CMSOptions, CmsContentInfo};
-use openssl::hash::MessageDigest;
 use openssl::stack::Stack;
 use openssl::x509::X509;
 
 use super::algorithms::{self, AlgorithmPolicy, check_cipher, check_digest};
-use super::ffi::{self, KeyTransport, SignerKey};
-use super::{LocalKey, MAX_MIME_DEPTH, SmimeError, certcache, der, mime, wrap};
+use super::ffi::{self, KeyTransport};
+use super::{LocalKey, MAX_MIME_DEPTH, SmimeError, build, certcache, der, mime, wrap};
 use crate::certinfo::{CertInfo, first_reason};
 use crate::config::{ContentCipher, KeyTransport as ConfigKeyTransport};
 use crate::keys::MIN_RSA_BITS;
@@ -48,60 +47,51 @@ fn random_boundary() -> String {
     format!("hisp-{}", crate::certinfo::hex(&raw))
 }
 
-/// `entity` as a multipart/signed entity with a detached SHA-256 signature from every signer
-/// (SPEC A2). `entity` must already be in canonical CRLF form.
-pub fn sign_entity(entity: &[u8], signers: &[LocalKey]) -> Result<Vec<u8>, SmimeError> {
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The multipart/signed framing around signed content (given as pieces): the bytes before
+/// the content and the bytes after it, signature included (SPEC A2).
+fn signed_frame(content: &[&[u8]], signers: &[LocalKey]) -> Result<(Vec<u8>, Vec<u8>), SmimeError> {
     if signers.is_empty() {
         return Err(SmimeError::Build("no signing certificate".into()));
     }
     for s in signers {
         check_key_size(&s.cert)?;
     }
-    let keys: Vec<SignerKey<'_>> = signers
-        .iter()
-        .map(|s| SignerKey {
-            cert: &s.cert,
-            key: &s.key,
-        })
-        .collect();
-    let chain: Vec<X509> = signers
-        .iter()
-        .flat_map(|s| s.chain.iter().cloned())
-        .collect();
-    let cms = ffi::sign_detached(&keys, &chain, entity, MessageDigest::sha256())
-        .map_err(|e| SmimeError::Build(format!("signing failed: {}", first_reason(&e))))?;
-    let sig = cms
-        .to_der()
-        .map_err(|e| SmimeError::Build(first_reason(&e)))?;
+    let sig = build::signed_data(content, signers, unix_now())?;
     // 96 random bits chosen after the content was written: the content can't contain it
     // except by chance, so no search through a possibly large entity.
     let boundary = random_boundary();
-    let mut out = Vec::with_capacity(entity.len() + sig.len() * 4 / 3 + 512);
-    out.extend_from_slice(
-        format!(
-            "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256;\r\n boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n"
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(entity);
-    out.extend_from_slice(
-        format!(
-            "\r\n--{boundary}\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(&mime::encode_base64_lines(&sig));
-    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    Ok(out)
+    let head = format!(
+        "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256;\r\n boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n"
+    )
+    .into_bytes();
+    let mut tail = format!(
+        "\r\n--{boundary}\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n"
+    )
+    .into_bytes();
+    mime::encode_base64_lines_into(&mut tail, &sig);
+    tail.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Ok((head, tail))
 }
 
-/// CMS (Auth)EnvelopedData of `entity` for every recipient certificate (SPEC A3, A5, A6).
-/// Returns the DER and whether it is AuthEnvelopedData (AES-GCM).
-pub fn encrypt_entity(
-    entity: &[u8],
+/// `entity` as a multipart/signed entity with a detached SHA-256 signature from every signer
+/// (SPEC A2). `entity` must already be in canonical CRLF form.
+pub fn sign_entity(entity: &[u8], signers: &[LocalKey]) -> Result<Vec<u8>, SmimeError> {
+    let (head, tail) = signed_frame(&[entity], signers)?;
+    Ok([head.as_slice(), entity, &tail].concat())
+}
+
+fn envelope(
+    content: &[&[u8]],
     recipients: &[X509],
     options: &SealOptions,
-) -> Result<(Vec<u8>, bool), SmimeError> {
+) -> Result<Vec<u8>, SmimeError> {
     if recipients.is_empty() {
         return Err(SmimeError::Build("no recipient certificate".into()));
     }
@@ -112,48 +102,54 @@ pub fn encrypt_entity(
         ConfigKeyTransport::RsaOaep => KeyTransport::OaepSha256,
         ConfigKeyTransport::RsaPkcs1 => KeyTransport::Pkcs1v15,
     };
-    let cms = ffi::encrypt(
-        recipients,
-        entity,
-        algorithms::cipher(options.cipher),
-        transport,
-    )
-    .map_err(|e| SmimeError::Build(format!("encryption failed: {}", first_reason(&e))))?;
-    let der = cms
-        .to_der()
-        .map_err(|e| SmimeError::Build(first_reason(&e)))?;
-    let auth = matches!(
+    build::enveloped_data(content, recipients, options.cipher.into(), transport)
+}
+
+fn is_gcm(options: &SealOptions) -> bool {
+    matches!(
         options.cipher,
         ContentCipher::Aes128Gcm | ContentCipher::Aes256Gcm
-    );
-    Ok((der, auth))
+    )
+}
+
+/// CMS (Auth)EnvelopedData of `entity` for every recipient certificate (SPEC A3, A5, A6).
+/// Returns the DER and whether it is AuthEnvelopedData (AES-GCM).
+pub fn encrypt_entity(
+    entity: &[u8],
+    recipients: &[X509],
+    options: &SealOptions,
+) -> Result<(Vec<u8>, bool), SmimeError> {
+    Ok((envelope(&[entity], recipients, options)?, is_gcm(options)))
 }
 
 /// The complete outbound message: the original wrapped (A1), signed (A2) and encrypted (A3),
-/// with the routing headers outside.
+/// with the routing headers outside. The message is hashed and encrypted in place: no
+/// wrapped or signed copy of it is ever built.
 pub fn seal(
     original: &[u8],
     signers: &[LocalKey],
     recipients: &[X509],
     options: &SealOptions,
 ) -> Result<Vec<u8>, SmimeError> {
-    let entity = wrap::wrap(original);
-    let signed = sign_entity(&entity, signers)?;
-    let (der, auth) = encrypt_entity(&signed, recipients, options)?;
+    let original = mime::to_crlf(original);
+    let wrap_head = wrap::WRAP_HEADER;
+    let (head, tail) = signed_frame(&[wrap_head, &original], signers)?;
+    let der = envelope(&[&head, wrap_head, &original, &tail], recipients, options)?;
     // RFC 8551 names AuthEnvelopedData "authEnveloped-data".
-    let smime_type = if auth {
+    let smime_type = if is_gcm(options) {
         "authEnveloped-data"
     } else {
         "enveloped-data"
     };
-    let mut out = wrap::routing_headers(original);
+    let mut out = wrap::routing_headers(&original);
+    out.reserve(der.len() / 57 * 78 + 300);
     out.extend_from_slice(
         format!(
             "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n"
         )
         .as_bytes(),
     );
-    out.extend_from_slice(&mime::encode_base64_lines(&der));
+    mime::encode_base64_lines_into(&mut out, &der);
     Ok(out)
 }
 

@@ -242,6 +242,81 @@ pub fn split_certificates(der: &[u8]) -> Option<(Vec<u8>, Vec<&[u8]>)> {
     Some((out, certs))
 }
 
+/// A whole TLV.
+pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 6);
+    write_header(&mut out, tag, content.len());
+    out.extend_from_slice(content);
+    out
+}
+
+/// A constructed TLV around the concatenation of `parts`.
+pub fn cons(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + 6);
+    write_header(&mut out, tag, len);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// A DER SET OF: the elements sorted by their encodings (X.690 11.6).
+pub fn set_of(mut elements: Vec<Vec<u8>>) -> Vec<u8> {
+    elements.sort();
+    let parts: Vec<&[u8]> = elements.iter().map(Vec::as_slice).collect();
+    cons(SET, &parts)
+}
+
+/// DER of an OBJECT IDENTIFIER given in dotted form (a constant of this crate).
+pub fn oid(dotted: &str) -> Vec<u8> {
+    let arcs: Vec<u64> = dotted.split('.').map(|a| a.parse().unwrap_or(0)).collect();
+    let mut body = Vec::with_capacity(arcs.len() + 4);
+    let first = arcs.first().copied().unwrap_or(0) * 40 + arcs.get(1).copied().unwrap_or(0);
+    for arc in std::iter::once(first).chain(arcs.iter().skip(2).copied()) {
+        let mut chunk = vec![(arc & 0x7f) as u8];
+        let mut rest = arc >> 7;
+        while rest > 0 {
+            chunk.push(0x80 | (rest & 0x7f) as u8);
+            rest >>= 7;
+        }
+        body.extend(chunk.iter().rev());
+    }
+    tlv(OID, &body)
+}
+
+/// AlgorithmIdentifier with absent parameters, or with the given DER parameters.
+pub fn algorithm(dotted: &str, params: Option<&[u8]>) -> Vec<u8> {
+    let o = oid(dotted);
+    match params {
+        Some(p) => cons(SEQUENCE, &[&o, p]),
+        None => cons(SEQUENCE, &[&o]),
+    }
+}
+
+pub const NULL: &[u8] = &[0x05, 0x00];
+pub const OCTET_STRING: u8 = 0x04;
+
+/// A certificate's issuer Name and serialNumber, as their exact DER TLVs (for
+/// IssuerAndSerialNumber, which must match the certificate byte for byte).
+pub fn issuer_and_serial(cert_der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (cert, _) = read(cert_der)?;
+    let (tbs, _) = read(cert.content)?;
+    let mut cursor = tbs.content;
+    let mut fields: Vec<&[u8]> = Vec::new();
+    while !cursor.is_empty() && fields.len() < 5 {
+        let (_, next) = read(cursor)?;
+        fields.push(&cursor[..cursor.len() - next.len()]);
+        cursor = next;
+    }
+    // [0] version is optional (v1 certificates omit it).
+    let skip = usize::from(fields.first()?.first() == Some(&0xa0));
+    let serial = *fields.get(skip)?;
+    let issuer = *fields.get(skip + 2)?;
+    (serial.first() == Some(&INTEGER) && issuer.first() == Some(&SEQUENCE))
+        .then_some((issuer, serial))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +328,31 @@ mod tests {
         assert_eq!(oid_text(&aes).as_deref(), Some("2.16.840.1.101.3.4.1.42"));
         assert_eq!(oid_text(&[0x2a, 0x86]), None, "truncated subidentifier");
         assert_eq!(oid_text(&[]), None);
+    }
+
+    #[test]
+    fn writes_oids_and_sets() {
+        assert_eq!(
+            oid("2.16.840.1.101.3.4.1.42"),
+            [
+                0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a
+            ]
+        );
+        assert_eq!(
+            oid("1.2.840.113549.1.9.16.1.23"),
+            [
+                0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x17
+            ]
+        );
+        assert_eq!(
+            oid_text(&oid("1.2.840.113549.1.1.7")[2..]).as_deref(),
+            Some("1.2.840.113549.1.1.7")
+        );
+        let set = set_of(vec![vec![0x04, 0x01, 0x02], vec![0x04, 0x01, 0x01]]);
+        assert_eq!(set, [0x31, 0x06, 0x04, 0x01, 0x01, 0x04, 0x01, 0x02]);
+        let mut long = Vec::new();
+        write_header(&mut long, 0x04, 300);
+        assert_eq!(long, [0x04, 0x82, 0x01, 0x2c]);
     }
 
     #[test]

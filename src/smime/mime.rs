@@ -328,12 +328,20 @@ pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, MimeError> {
 
 /// Base64 in 76-character lines ending in CRLF (RFC 2045 6.8).
 pub fn encode_base64_lines(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_base64_lines_into(&mut out, data);
+    out
+}
+
+/// Appends base64 lines of `data` to `out` (no intermediate copy for large bodies).
+pub fn encode_base64_lines_into(out: &mut Vec<u8>, data: &[u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let sextet = |v: u32, shift: u32| ALPHABET[((v >> shift) & 63) as usize];
     // Sized up front and filled by index: this runs over every outbound message body.
     let lines = data.len().div_ceil(57);
-    let mut out = vec![0u8; data.len().div_ceil(3) * 4 + lines * 2];
-    let mut o = 0;
+    let base = out.len();
+    out.resize(base + data.len().div_ceil(3) * 4 + lines * 2, 0);
+    let mut o = base;
     // 57 input bytes make one 76-character line.
     for line in data.chunks(57) {
         let mut triples = line.chunks_exact(3);
@@ -353,7 +361,6 @@ pub fn encode_base64_lines(data: &[u8]) -> Vec<u8> {
         o += 2;
     }
     out.truncate(o);
-    out
 }
 
 /// Lone LFs become CRLF (the canonical form S/MIME signs); CRLF stays.

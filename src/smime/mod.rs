@@ -3,6 +3,7 @@
 //! cryptography and format: signatures verify, content decrypts, algorithms are allowed.
 
 pub mod algorithms;
+mod build;
 mod certcache;
 mod cms;
 pub mod der;

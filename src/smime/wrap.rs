@@ -17,12 +17,15 @@ pub const ROUTING_HEADERS: [&str; 8] = [
     "MIME-Version",
 ];
 
+/// What precedes the original message in the signed entity.
+pub const WRAP_HEADER: &[u8] = b"Content-Type: message/rfc822\r\n\r\n";
+
 /// The entity that gets signed: `Content-Type: message/rfc822` around the original message,
 /// in canonical CRLF form.
 pub fn wrap(original: &[u8]) -> Vec<u8> {
     let original = mime::to_crlf(original);
-    let mut out = Vec::with_capacity(original.len() + 64);
-    out.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+    let mut out = Vec::with_capacity(original.len() + WRAP_HEADER.len());
+    out.extend_from_slice(WRAP_HEADER);
     out.extend_from_slice(&original);
     out
 }
