@@ -3,6 +3,7 @@
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::stack::Stack;
 use openssl::x509::X509;
+use std::borrow::Cow;
 
 use super::algorithms::{self, AlgorithmPolicy, check_cipher, check_digest};
 use super::ffi::{self, KeyTransport};
@@ -184,8 +185,11 @@ pub struct Verified {
 fn parse_cms(der_or_ber: &[u8]) -> Result<(CmsContentInfo, der::CmsAlgorithms), SmimeError> {
     let cms = CmsContentInfo::from_der(der_or_ber)
         .map_err(|e| SmimeError::MalformedCms(first_reason(&e)))?;
-    // Senders may use BER (indefinite lengths); OpenSSL re-encodes as DER, which our
-    // algorithm scan reads.
+    // DER input is scanned as is; BER (indefinite lengths, as gpgsm and NSS write) is
+    // scanned in OpenSSL's DER re-encoding, a copy that DER input doesn't need.
+    if let Some(algs) = der::cms_algorithms(der_or_ber) {
+        return Ok((cms, algs));
+    }
     let der = cms
         .to_der()
         .map_err(|e| SmimeError::MalformedCms(first_reason(&e)))?;
@@ -270,6 +274,28 @@ pub fn decrypt<'k>(
 /// Verifies a signed MIME entity (multipart/signed, or opaque pkcs7-mime signed-data) and
 /// returns the signed content. Trust in the signers is the caller's job (`trust`).
 pub fn verify_entity(entity: &[u8], policy: &AlgorithmPolicy) -> Result<Verified, SmimeError> {
+    let v = verify_in_place(entity, policy)?;
+    Ok(Verified {
+        content: v.content.into_owned(),
+        signers: v.signers,
+        certificates: v.certificates,
+        digest: v.digest,
+    })
+}
+
+/// `Verified`, with the content borrowed from the entity when it is a multipart/signed
+/// part (the common case), so a large message is not copied to be verified.
+struct InPlace<'a> {
+    content: Cow<'a, [u8]>,
+    signers: Vec<X509>,
+    certificates: Vec<X509>,
+    digest: &'static str,
+}
+
+fn verify_in_place<'a>(
+    entity: &'a [u8],
+    policy: &AlgorithmPolicy,
+) -> Result<InPlace<'a>, SmimeError> {
     let e = mime::split(entity);
     let ct = mime::content_type(e.header);
     if ct.is("multipart/signed") {
@@ -302,7 +328,7 @@ pub fn verify_entity(entity: &[u8], policy: &AlgorithmPolicy) -> Result<Verified
         let digest = check_signed_algorithms(&algs, policy)?;
         check_micalg(ct.param("micalg"), digest)?;
         verify_detached(&mut cms, &carried, content)?;
-        finish(cms, carried, content.to_vec(), digest)
+        finish(cms, carried, Cow::Borrowed(content), digest)
     } else if (ct.is("application/pkcs7-mime") || ct.is("application/x-pkcs7-mime"))
         && ct
             .param("smime-type")
@@ -321,7 +347,7 @@ pub fn verify_entity(entity: &[u8], policy: &AlgorithmPolicy) -> Result<Verified
             CMSOptions::NOVERIFY | CMSOptions::BINARY,
         )
         .map_err(|e| SmimeError::BadSignature(first_reason(&e)))?;
-        finish(cms, carried, content, digest)
+        finish(cms, carried, Cow::Owned(content), digest)
     } else {
         Err(SmimeError::NotSigned(ct.mime_type))
     }
@@ -417,12 +443,12 @@ fn verify_detached(
     Err(SmimeError::BadSignature(first_reason(&e)))
 }
 
-fn finish(
+fn finish<'a>(
     cms: CmsContentInfo,
     certificates: Vec<X509>,
-    content: Vec<u8>,
+    content: Cow<'a, [u8]>,
     digest: &'static str,
-) -> Result<Verified, SmimeError> {
+) -> Result<InPlace<'a>, SmimeError> {
     let signers = ffi::signers(&cms);
     if signers.is_empty() {
         return Err(SmimeError::BadSignature(
@@ -432,7 +458,7 @@ fn finish(
     for s in &signers {
         check_key_size(s)?;
     }
-    Ok(Verified {
+    Ok(InPlace {
         content,
         certificates,
         signers,
@@ -449,7 +475,7 @@ pub fn open(
 ) -> Result<Opened, SmimeError> {
     let (entity, key, content_cipher, key_transport) = decrypt(message, keys, policy)?;
     mime::check_depth(&entity, MAX_MIME_DEPTH)?;
-    let verified = verify_entity(&entity, policy)?;
+    let verified = verify_in_place(&entity, policy)?;
     let (inner, wrapped) = wrap::unwrap(&verified.content);
     Ok(Opened {
         message: inner.to_vec(),
