@@ -13,8 +13,15 @@ fn main() {
     let bob = root.leaf().email("bob@hisp-b.example").build().unwrap();
     let mut body = vec![0u8; size * 3 / 4];
     openssl::rand::rand_bytes(&mut body).unwrap();
-    let mut msg = b"From: alice@hisp-a.example\r\nTo: bob@hisp-b.example\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    let mut msg = if std::env::var_os("MULTIPART").is_some() {
+        b"From: alice@hisp-a.example\r\nTo: bob@hisp-b.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--x\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec()
+    } else {
+        b"From: alice@hisp-a.example\r\nTo: bob@hisp-b.example\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec()
+    };
     msg.extend_from_slice(&mime::encode_base64_lines(&body));
+    if std::env::var_os("MULTIPART").is_some() {
+        msg.extend_from_slice(b"--x--\r\n");
+    }
     let o = SealOptions {
         cipher: ContentCipher::Aes256Cbc,
         key_transport: KeyTransport::RsaOaep,
