@@ -74,11 +74,7 @@ impl Issued {
 
     /// Lowercase hex SHA-256 over the certificate DER.
     pub fn sha256_hex(&self) -> String {
-        let digest = self
-            .cert
-            .digest(MessageDigest::sha256())
-            .expect("hashing a certificate");
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        crate::certinfo::sha256_hex(&self.cert_der())
     }
 
     /// PKCS#12 with OpenSSL 3's defaults (AES-256-CBC / PBKDF2, SHA-256 MAC).

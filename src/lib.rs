@@ -5,6 +5,7 @@ pub mod address;
 pub mod auth;
 pub mod certinfo;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod devpki;
 pub mod keys;

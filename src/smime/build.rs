@@ -17,9 +17,9 @@ use openssl::symm::{Cipher, Crypter, Mode};
 use openssl::x509::X509;
 
 use super::der::{self, NULL, OCTET_STRING, SEQUENCE, cons, tlv};
-use super::ffi::KeyTransport;
 use super::{LocalKey, SmimeError};
 use crate::certinfo::first_reason;
+use crate::config::KeyTransport;
 
 const ID_DATA: &str = "1.2.840.113549.1.7.1";
 const ID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
@@ -154,8 +154,9 @@ pub fn signed_data(
 
 fn key_transport_algorithm(transport: KeyTransport) -> Vec<u8> {
     match transport {
-        KeyTransport::Pkcs1v15 => der::algorithm(RSA_ENCRYPTION, Some(NULL)),
-        KeyTransport::OaepSha256 => {
+        KeyTransport::RsaPkcs1 => der::algorithm(RSA_ENCRYPTION, Some(NULL)),
+        // RSA-OAEP is always sent with SHA-256 and MGF1-SHA-256 (SPEC A6).
+        KeyTransport::RsaOaep => {
             // RSAES-OAEP-params (RFC 4055): SHA-256, MGF1 with SHA-256, default pSource.
             let sha256 = der::algorithm(ID_SHA256, None);
             let params = cons(
@@ -174,7 +175,7 @@ fn wrap_key(cert: &X509, cek: &[u8], transport: KeyTransport) -> Result<Vec<u8>,
     let key = cert.public_key().map_err(openssl_err("recipient key"))?;
     let mut ctx = PkeyCtx::new(&key).map_err(openssl_err("key transport"))?;
     ctx.encrypt_init().map_err(openssl_err("key transport"))?;
-    if transport == KeyTransport::OaepSha256 {
+    if transport == KeyTransport::RsaOaep {
         ctx.set_rsa_padding(Padding::PKCS1_OAEP)
             .and_then(|_| ctx.set_rsa_oaep_md(Md::sha256()))
             .and_then(|_| ctx.set_rsa_mgf1_md(Md::sha256()))

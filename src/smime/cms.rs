@@ -6,17 +6,17 @@ use openssl::x509::X509;
 use std::borrow::Cow;
 
 use super::algorithms::{self, AlgorithmPolicy, check_cipher, check_digest};
-use super::ffi::{self, KeyTransport};
+use super::ffi;
 use super::{LocalKey, MAX_MIME_DEPTH, SmimeError, build, certcache, der, mime, wrap};
 use crate::certinfo::{CertInfo, first_reason};
-use crate::config::{ContentCipher, KeyTransport as ConfigKeyTransport};
+use crate::config::{ContentCipher, KeyTransport};
 use crate::keys::MIN_RSA_BITS;
 
 /// How outbound messages are encrypted (from `[security]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealOptions {
     pub cipher: ContentCipher,
-    pub key_transport: ConfigKeyTransport,
+    pub key_transport: KeyTransport,
 }
 
 impl From<&crate::config::Security> for SealOptions {
@@ -48,13 +48,6 @@ fn random_boundary() -> String {
     format!("hisp-{}", crate::certinfo::hex(&raw))
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// The multipart/signed framing around signed content (given as pieces): the bytes before
 /// the content and the bytes after it, signature included (SPEC A2).
 fn signed_frame(content: &[&[u8]], signers: &[LocalKey]) -> Result<(Vec<u8>, Vec<u8>), SmimeError> {
@@ -64,7 +57,7 @@ fn signed_frame(content: &[&[u8]], signers: &[LocalKey]) -> Result<(Vec<u8>, Vec
     for s in signers {
         check_key_size(&s.cert)?;
     }
-    let sig = build::signed_data(content, signers, unix_now())?;
+    let sig = build::signed_data(content, signers, crate::clock::now_secs())?;
     // 96 random bits chosen after the content was written: the content can't contain it
     // except by chance, so no search through a possibly large entity.
     let boundary = random_boundary();
@@ -99,11 +92,12 @@ fn envelope(
     for r in recipients {
         check_key_size(r)?;
     }
-    let transport = match options.key_transport {
-        ConfigKeyTransport::RsaOaep => KeyTransport::OaepSha256,
-        ConfigKeyTransport::RsaPkcs1 => KeyTransport::Pkcs1v15,
-    };
-    build::enveloped_data(content, recipients, options.cipher.into(), transport)
+    build::enveloped_data(
+        content,
+        recipients,
+        options.cipher.into(),
+        options.key_transport,
+    )
 }
 
 fn is_gcm(options: &SealOptions) -> bool {

@@ -43,14 +43,6 @@ pub fn has_recipient(cms: &CmsContentInfo, cert: &X509Ref) -> bool {
     }
 }
 
-/// Which RSA key transport to put in each RecipientInfo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyTransport {
-    Pkcs1v15,
-    /// RSAES-OAEP with SHA-256 and MGF1-SHA-256.
-    OaepSha256,
-}
-
 /// The certificates that signed, in SignerInfo order. Only meaningful after a successful
 /// `CmsContentInfo::verify`, which resolves them.
 pub fn signers(cms: &CmsContentInfo) -> Vec<X509> {

@@ -19,7 +19,6 @@ use sqlx::{AnyPool, Connection, Executor, Row};
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -72,16 +71,7 @@ pub struct Store {
     url: String,
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-pub fn now_secs() -> i64 {
-    now_ms() / 1000
-}
+pub use crate::clock::{now_ms, now_secs};
 
 /// The URL with any password replaced, safe for logs and error messages.
 pub fn redact_url(url: &str) -> String {

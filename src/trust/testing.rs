@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::BigNum;
@@ -89,10 +88,7 @@ impl Env {
     }
 }
 
-pub(super) fn now() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    i64::try_from(since.as_secs()).unwrap()
-}
+pub(super) use crate::clock::now_secs as now;
 
 pub(super) fn address(text: &str) -> BindTo {
     BindTo::Address(DirectAddress::parse(text).unwrap())
