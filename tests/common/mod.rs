@@ -2,7 +2,9 @@
 //! PostgreSQL, and tell the backends apart.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod interop;
+pub mod slapd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
