@@ -336,6 +336,8 @@ pub struct DnsServer {
     #[serde(deserialize_with = "opt_socket_addr")]
     pub listen: Option<SocketAddr>,
     pub zone: Option<String>,
+    /// When set, also answer A/AAAA and MX for the local domains with this address.
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// A byte count written as `50MiB`, `10MB`, `512KiB`, `4096` or a bare integer.

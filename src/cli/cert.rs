@@ -42,6 +42,12 @@ pub enum CertCmd {
         /// Write to this file instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// TTL of the exported CERT records (--format dns).
+        #[arg(long, default_value_t = crate::dns_server::DEFAULT_TTL)]
+        ttl: u32,
+        /// Directory suffix for the exported entries (--format ldif); default dc=... of the domain.
+        #[arg(long, value_name = "DN")]
+        base_dn: Option<String>,
     },
     /// Remove a certificate and its private key.
     Remove {
@@ -54,6 +60,10 @@ pub enum CertCmd {
 pub enum ExportFormat {
     Pem,
     Der,
+    /// DNS CERT resource records in zone-file syntax.
+    Dns,
+    /// LDAP entries (inetOrgPerson with userSMIMECertificate and userCertificate;binary).
+    Ldif,
 }
 
 fn read_file(path: &Path) -> CliResult<Vec<u8>> {
@@ -106,7 +116,15 @@ pub async fn run(ctx: &Ctx, cmd: CertCmd) -> CliResult {
             subject,
             format,
             out,
-        } => export(ctx, &subject, format, out.as_deref()).await,
+            ttl,
+            base_dn,
+        } => {
+            let opts = ExportOptions {
+                ttl,
+                base_dn: base_dn.as_deref(),
+            };
+            export(ctx, &subject, format, out.as_deref(), &opts).await
+        }
         CertCmd::Remove { sha256 } => {
             let c = ctx
                 .store
@@ -286,7 +304,18 @@ async fn list(ctx: &Ctx) -> CliResult {
     Ok(())
 }
 
-async fn export(ctx: &Ctx, subject: &str, format: ExportFormat, out: Option<&Path>) -> CliResult {
+struct ExportOptions<'a> {
+    ttl: u32,
+    base_dn: Option<&'a str>,
+}
+
+async fn export(
+    ctx: &Ctx,
+    subject: &str,
+    format: ExportFormat,
+    out: Option<&Path>,
+    opts: &ExportOptions<'_>,
+) -> CliResult {
     let found = ctx.store.find_local_certs(subject).await?;
     if found.is_empty() {
         return Err(CliError::NotFound(format!(
@@ -302,6 +331,33 @@ async fn export(ctx: &Ctx, subject: &str, format: ExportFormat, out: Option<&Pat
                 text.extend(x.to_pem().map_err(|e| CliError::Failed(e.into()))?);
             }
             text
+        }
+        ExportFormat::Dns => found
+            .iter()
+            .map(|c| crate::hosting::cert_record(&c.subject, opts.ttl, &c.cert_der))
+            .collect::<String>()
+            .into_bytes(),
+        ExportFormat::Ldif => {
+            // One entry per subject, holding all its certificates: two entries with one DN
+            // would not load.
+            let mut subjects: Vec<(&str, &str, Vec<&[u8]>)> = Vec::new();
+            for c in &found {
+                match subjects.iter_mut().find(|(s, _, _)| *s == c.subject) {
+                    Some((_, _, ders)) => ders.push(&c.cert_der),
+                    None => subjects.push((&c.subject, &c.domain, vec![&c.cert_der])),
+                }
+            }
+            subjects
+                .iter()
+                .map(|(subject, domain, ders)| {
+                    let base = opts
+                        .base_dn
+                        .map(str::to_string)
+                        .unwrap_or_else(|| crate::hosting::default_base_dn(domain));
+                    crate::hosting::ldif_entry(subject, &base, ders)
+                })
+                .collect::<String>()
+                .into_bytes()
         }
         ExportFormat::Der => match found.as_slice() {
             [one] => one.cert_der.clone(),

@@ -5,8 +5,10 @@ mod address;
 mod anchor;
 mod cert;
 mod config_cmd;
+mod discover;
 mod domain;
 mod output;
+mod serve;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +50,10 @@ enum Command {
     /// Trust anchors per local domain.
     #[command(subcommand)]
     Anchor(anchor::AnchorCmd),
+    /// Run the gateway's services (DNS responder; SMTP and API as they land) until SIGTERM.
+    Serve,
+    /// Find a recipient's certificates (DNS CERT, LDAP) and show every step and verdict.
+    Discover(discover::DiscoverArgs),
     /// API bearer tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
@@ -277,6 +283,8 @@ async fn run(cli: Cli) -> CliResult {
         Command::Address(cmd) => address::run(&ctx, cmd).await,
         Command::Cert(cmd) => cert::run(&ctx, cmd).await,
         Command::Anchor(cmd) => anchor::run(&ctx, cmd).await,
+        Command::Discover(args) => discover::run(&ctx, args).await,
+        Command::Serve => serve::run(&ctx).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Config(_) => Ok(()),
     };
