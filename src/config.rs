@@ -214,6 +214,8 @@ impl Default for Dns {
 pub struct Discovery {
     pub cache_ttl: Duration,
     pub negative_cache_ttl: Duration,
+    /// Most discovery results kept in memory (about 16 KiB each).
+    pub cache_entries: u32,
     pub ldap_timeout: Duration,
     /// Limits for IPKIX certificate URLs and AIA/CRL fetches.
     pub fetch_timeout: Duration,
@@ -225,6 +227,7 @@ impl Default for Discovery {
         Discovery {
             cache_ttl: Duration::from_secs(3600),
             negative_cache_ttl: Duration::from_secs(300),
+            cache_entries: 10_000,
             ldap_timeout: Duration::from_secs(5),
             fetch_timeout: Duration::from_secs(10),
             fetch_max_size: Size(1024 * 1024),

@@ -12,10 +12,6 @@ use tokio::sync::OnceCell;
 
 use super::Report;
 
-/// Entries kept at most; past this, expired ones go first, then everything (a cold cache is
-/// slower, never wrong).
-const MAX_ENTRIES: usize = 100_000;
-
 /// A set of trust anchors with a fingerprint, so cache keys stay cheap: a result validated
 /// under one anchor set says nothing about another.
 pub struct Anchors {
@@ -58,12 +54,16 @@ type Key = (String, u64);
 
 pub(super) struct Cache {
     slots: Mutex<HashMap<Key, Arc<OnceCell<Arc<Report>>>>>,
+    /// Entries kept at most; past this, expired ones go first, then everything (a cold cache
+    /// is slower, never wrong).
+    max_entries: usize,
 }
 
 impl Cache {
-    pub(super) fn new() -> Cache {
+    pub(super) fn new(max_entries: usize) -> Cache {
         Cache {
             slots: Mutex::new(HashMap::new()),
+            max_entries: max_entries.max(1),
         }
     }
 
@@ -92,9 +92,9 @@ impl Cache {
             match fresh {
                 Some(s) => s,
                 None => {
-                    if slots.len() >= MAX_ENTRIES {
+                    if slots.len() >= self.max_entries {
                         slots.retain(|_, s| s.get().is_none_or(|r| r.expires > now));
-                        if slots.len() >= MAX_ENTRIES {
+                        if slots.len() >= self.max_entries {
                             slots.clear();
                         }
                     }
@@ -127,7 +127,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_run_for_concurrent_callers_and_expiry_reruns() {
-        let cache = Arc::new(Cache::new());
+        let cache = Arc::new(Cache::new(100));
         let runs = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..20 {
@@ -163,6 +163,19 @@ mod tests {
             .await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);
         assert_eq!(cache.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn size_is_bounded() {
+        let cache = Cache::new(10);
+        for i in 0..25u64 {
+            cache
+                .get_or_run(("a@b.example".into(), i), || async {
+                    report(Duration::from_secs(60))
+                })
+                .await;
+            assert!(cache.len() <= 10);
+        }
     }
 
     #[test]

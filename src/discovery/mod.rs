@@ -56,7 +56,7 @@ impl Discovery {
             fetcher: Arc::new(HttpFetcher::from_config(&config.discovery)),
             crl_cache: Arc::new(CrlCache::new()),
             policy: Arc::new(Policy::from(&config.security)),
-            cache: cache::Cache::new(),
+            cache: cache::Cache::new(config.discovery.cache_entries as usize),
             ttl: config.discovery.cache_ttl.0,
             negative_ttl: config.discovery.negative_cache_ttl.0,
         })
