@@ -13,6 +13,7 @@ pub mod dns_server;
 pub mod fetch;
 pub mod hosting;
 pub mod keys;
+pub mod notify;
 pub mod smime;
 pub mod store;
 pub mod trust;
