@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod hosting;
 pub mod keys;
 pub mod notify;
+pub mod pipeline;
 pub mod smime;
 pub mod store;
 pub mod trust;
