@@ -2,3 +2,4 @@
 //! a message on its way out and on its way in.
 
 pub mod inbound;
+pub mod outbound;
