@@ -2,3 +2,4 @@
 //! tracking them per outbound message and recipient (SPEC E).
 
 pub mod mdn;
+pub mod tracking;

@@ -11,6 +11,7 @@ pub mod domains;
 pub mod local_certs;
 pub mod meta;
 pub mod tokens;
+pub mod tracking;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -38,6 +39,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("the store holds an unexpected value ({0}); was it edited by hand?")]
+    Corrupt(String),
 }
 
 impl StoreError {
