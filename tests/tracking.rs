@@ -158,3 +158,50 @@ async fn tracking_lifecycle_on_every_backend() {
         racing_nodes(b).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_command_shows_each_recipient() {
+    for b in backends() {
+        let env = common::Env::new(b).await;
+        env.run(&["domain", "list"]).ok(); // creates and migrates the store
+        let store = env.store().await;
+        let mut tx = store.begin_write().await.unwrap();
+        let rcpts = vec![
+            "a@hisp-b.example".to_string(),
+            "b@hisp-b.example".to_string(),
+        ];
+        track(&mut tx, MID, "s@hisp-a.example", &rcpts, true, 60_000)
+            .await
+            .unwrap();
+        record_event(
+            &mut tx,
+            MID,
+            "b@hisp-b.example",
+            &Event::DeliveryFailed("550 5.1.1 unknown user".into()),
+            false,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let human = env.run(&["status", "t1@hisp-a.example"]).ok();
+        assert!(
+            human
+                .stdout
+                .contains("<t1@hisp-a.example> from s@hisp-a.example"),
+            "{}",
+            human.stdout
+        );
+        assert!(human.stdout.contains("queued"), "{}", human.stdout);
+        assert!(
+            human.stdout.contains("550 5.1.1 unknown user"),
+            "{}",
+            human.stdout
+        );
+        let json = env.run(&["status", MID, "--json"]).ok().json();
+        assert_eq!(json["recipients"][0]["state"], "queued");
+        assert_eq!(json["recipients"][1]["state"], "failed");
+        env.run(&["status", "<nope@x>"])
+            .fails(3, "no outbound message <nope@x>");
+    }
+}

@@ -9,6 +9,7 @@ mod discover;
 mod domain;
 mod output;
 mod serve;
+mod status;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +55,11 @@ enum Command {
     Serve,
     /// Find a recipient's certificates (DNS CERT, LDAP) and show every step and verdict.
     Discover(discover::DiscoverArgs),
+    /// Delivery state of an outbound message, per recipient.
+    Status {
+        /// The Message-ID (with or without angle brackets).
+        message_id: String,
+    },
     /// API bearer tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
@@ -285,6 +291,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Anchor(cmd) => anchor::run(&ctx, cmd).await,
         Command::Discover(args) => discover::run(&ctx, args).await,
         Command::Serve => serve::run(&ctx).await,
+        Command::Status { message_id } => status::run(&ctx, &message_id).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Config(_) => Ok(()),
     };
