@@ -3,6 +3,7 @@
 
 mod address;
 mod anchor;
+mod audit;
 mod cert;
 mod config_cmd;
 mod discover;
@@ -53,6 +54,9 @@ enum Command {
     Anchor(anchor::AnchorCmd),
     /// Run the gateway's services (DNS responder; SMTP and API as they land) until SIGTERM.
     Serve,
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Find a recipient's certificates (DNS CERT, LDAP) and show every step and verdict.
     Discover(discover::DiscoverArgs),
     /// Delivery state of an outbound message, per recipient.
@@ -291,6 +295,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Anchor(cmd) => anchor::run(&ctx, cmd).await,
         Command::Discover(args) => discover::run(&ctx, args).await,
         Command::Serve => serve::run(&ctx).await,
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Status { message_id } => status::run(&ctx, &message_id).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Config(_) => Ok(()),

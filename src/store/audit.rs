@@ -37,35 +37,109 @@ pub fn chain_hash(prev_hash: &str, at: i64, e: &AuditEvent<'_>) -> String {
     )
 }
 
+/// The meta key holding `<entries>:<hash of the last entry>`, written with every append, so
+/// deleting the newest entries (which leaves a valid chain behind) is detected too.
+const HEAD_KEY: &str = "audit_head";
+
+/// Appends `e` inside the caller's transaction, so the change and its audit entry commit
+/// together or not at all.
+pub async fn append(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    e: &AuditEvent<'_>,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        // Serialise appenders across nodes; the key is arbitrary but fixed.
+        (&mut **tx)
+            .execute("SELECT pg_advisory_xact_lock(7243001)")
+            .await?;
+    }
+    let prev: String = sqlx::query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.try_get::<String, _>("hash"))
+        .transpose()?
+        .unwrap_or_else(|| GENESIS.to_string());
+    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log")
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+    let at = now_ms();
+    let h = chain_hash(&prev, at, e);
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, event, subject, outcome, detail, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(at)
+    .bind(e.actor)
+    .bind(e.event)
+    .bind(e.subject)
+    .bind(e.outcome)
+    .bind(e.detail.to_string())
+    .bind(&prev)
+    .bind(&h)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(HEAD_KEY)
+    .bind(format!("{}:{h}", count + 1))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// One stored audit entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub actor: String,
+    pub event: String,
+    pub subject: String,
+    pub outcome: String,
+    pub detail: serde_json::Value,
+    #[serde(skip)]
+    pub detail_text: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The result of checking the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainCheck {
+    pub entries: i64,
+    pub head: String,
+    /// None when intact; else the first problem found.
+    pub problem: Option<String>,
+}
+
+fn entry(r: &sqlx::any::AnyRow) -> Result<AuditEntry> {
+    let detail_text: String = r.try_get("detail")?;
+    Ok(AuditEntry {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        event: r.try_get("event")?,
+        subject: r.try_get("subject")?,
+        outcome: r.try_get("outcome")?,
+        detail: serde_json::from_str(&detail_text).unwrap_or(serde_json::Value::Null),
+        detail_text,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+const SELECT: &str =
+    "SELECT id, at, actor, event, subject, outcome, detail, prev_hash, hash FROM audit_log";
+
 impl Store {
     pub async fn audit(&self, e: &AuditEvent<'_>) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        if self.backend() == Backend::Postgres {
-            // Serialise appenders across nodes; the key is arbitrary but fixed.
-            tx.execute("SELECT pg_advisory_xact_lock(7243001)").await?;
-        }
-        let prev: String = sqlx::query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get::<String, _>("hash"))
-            .transpose()?
-            .unwrap_or_else(|| GENESIS.to_string());
-        let at = now_ms();
-        let h = chain_hash(&prev, at, e);
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, event, subject, outcome, detail, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(at)
-        .bind(e.actor)
-        .bind(e.event)
-        .bind(e.subject)
-        .bind(e.outcome)
-        .bind(e.detail.to_string())
-        .bind(&prev)
-        .bind(&h)
-        .execute(&mut *tx)
-        .await?;
+        append(&mut tx, self.backend(), e).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -75,5 +149,88 @@ impl Store {
             .fetch_one(self.pool())
             .await?
             .try_get("n")?)
+    }
+
+    /// Entries at or after `since_ms`, oldest first, at most `limit`.
+    pub async fn audit_list(&self, since_ms: i64, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE at >= $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(entry).collect()
+    }
+
+    /// Recomputes every hash and link, and compares the end with the recorded head: an
+    /// edited, inserted, reordered or deleted entry (first, middle or last) is reported.
+    pub async fn audit_verify(&self) -> Result<ChainCheck> {
+        let mut prev = GENESIS.to_string();
+        let mut entries = 0i64;
+        let mut last_id = 0i64;
+        let mut problem = None;
+        // Pages keep memory flat on a long log.
+        'pages: loop {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{SELECT} WHERE id > $1 ORDER BY id LIMIT 1000"
+            )))
+            .bind(last_id)
+            .fetch_all(self.pool())
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let e = entry(r)?;
+                last_id = e.id;
+                entries += 1;
+                if e.prev_hash != prev {
+                    problem = Some(format!(
+                        "entry {} does not follow the one before it (an entry before it was deleted, inserted or edited)",
+                        e.id
+                    ));
+                    break 'pages;
+                }
+                let event = AuditEvent {
+                    actor: &e.actor,
+                    event: &e.event,
+                    subject: &e.subject,
+                    outcome: &e.outcome,
+                    detail: serde_json::from_str(&e.detail_text)
+                        .unwrap_or(serde_json::Value::String(e.detail_text.clone())),
+                };
+                let expect = chain_hash(&prev, e.at, &event);
+                if expect != e.hash {
+                    problem = Some(format!(
+                        "entry {} ({} {} at {}) was edited: its content no longer matches its hash",
+                        e.id, e.event, e.subject, e.at
+                    ));
+                    break 'pages;
+                }
+                prev = e.hash;
+            }
+        }
+        if problem.is_none() {
+            let recorded = self.meta_get(HEAD_KEY).await?;
+            let actual = format!("{entries}:{prev}");
+            match recorded {
+                Some(head) if head != actual => {
+                    let n = head.split(':').next().unwrap_or("?");
+                    problem = Some(format!(
+                        "the log ends after {entries} entries but {n} were written: the newest entries were deleted or the head record edited"
+                    ));
+                }
+                None if entries > 0 => {
+                    problem = Some("the head record is missing".to_string());
+                }
+                _ => {}
+            }
+        }
+        Ok(ChainCheck {
+            entries,
+            head: prev,
+            problem,
+        })
     }
 }
