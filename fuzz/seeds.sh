@@ -18,4 +18,11 @@ for c in aes-128-cbc aes-256-gcm; do
         > "corpus/smime_inbound/$c.eml"
 done
 cp "$tmp/entity" corpus/smime_inbound/plain.eml
+# CERT rdata: type PKIX (1), key tag 0, algorithm 0, the DER; and IPKIX (4) with a URL.
+mkdir -p corpus/dns_cert_rdata corpus/notify_parse corpus/config_parse
+openssl x509 -in "$tmp/c.pem" -outform DER -out "$tmp/c.der"
+{ printf '\x00\x01\x00\x00\x00'; cat "$tmp/c.der"; } > corpus/dns_cert_rdata/pkix.bin
+printf '\x00\x04\x00\x00\x00http://ca.example/bob.cer' > corpus/dns_cert_rdata/ipkix.bin
+printf 'Content-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n--b\r\nContent-Type: message/disposition-notification\r\n\r\nFinal-Recipient: rfc822;b@hisp-b.example\r\nOriginal-Message-ID: <1@a>\r\nDisposition: automatic-action/MDN-sent-automatically; processed\r\n\r\n--b--\r\n' > corpus/notify_parse/mdn.eml
+cp ../config/hisp.toml corpus/config_parse/hisp.toml
 echo "seeds written under fuzz/corpus/"

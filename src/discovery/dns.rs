@@ -14,7 +14,7 @@ use hickory_resolver::config::{
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::proto::rr::rdata::cert::CertType;
+use hickory_resolver::proto::rr::rdata::cert::{CERT, CertType};
 
 use crate::config;
 
@@ -102,13 +102,7 @@ impl DnsClient {
             .answers()
             .iter()
             .filter_map(|r| match &r.data {
-                RData::CERT(c) => Some(match c.cert_type {
-                    CertType::PKIX => CertRecord::Pkix(c.cert_data.clone()),
-                    CertType::IPKIX => {
-                        CertRecord::Ipkix(String::from_utf8_lossy(&c.cert_data).trim().to_string())
-                    }
-                    other => CertRecord::Other(u16::from(other)),
-                }),
+                RData::CERT(c) => Some(cert_record(c)),
                 _ => None,
             })
             .collect())
@@ -150,6 +144,17 @@ impl DnsClient {
             Err(e) if is_empty_answer(&e) => Ok(Vec::new()),
             Err(e) => Err(query_error(host, "A/AAAA", e)),
         }
+    }
+}
+
+/// What a CERT record holds, by type (SPEC C16).
+pub fn cert_record(c: &CERT) -> CertRecord {
+    match c.cert_type {
+        CertType::PKIX => CertRecord::Pkix(c.cert_data.clone()),
+        CertType::IPKIX => {
+            CertRecord::Ipkix(String::from_utf8_lossy(&c.cert_data).trim().to_string())
+        }
+        other => CertRecord::Other(u16::from(other)),
     }
 }
 
