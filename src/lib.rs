@@ -9,6 +9,8 @@ pub mod clock;
 pub mod config;
 pub mod devpki;
 pub mod keys;
+pub mod notify;
+pub mod queue;
 pub mod smime;
 pub mod store;
 pub mod trust;

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod domains;
 pub mod local_certs;
 pub mod meta;
+pub mod queue;
 pub mod tokens;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
