@@ -7,6 +7,8 @@ mod cert;
 mod config_cmd;
 mod domain;
 mod output;
+mod queue;
+mod serve;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +38,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the gateway: SMTP listeners until SIGTERM.
+    Serve,
     /// Local domains this HISP sends and receives for.
     #[command(subcommand)]
     Domain(domain::DomainCmd),
@@ -48,6 +52,9 @@ enum Command {
     /// Trust anchors per local domain.
     #[command(subcommand)]
     Anchor(anchor::AnchorCmd),
+    /// The delivery queue.
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
     /// API bearer tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
@@ -273,10 +280,12 @@ async fn run(cli: Cli) -> CliResult {
     }
     let ctx = Ctx::open(config, source, cli.json).await?;
     let result = match cli.command {
+        Command::Serve => serve::run(&ctx).await,
         Command::Domain(cmd) => domain::run(&ctx, cmd).await,
         Command::Address(cmd) => address::run(&ctx, cmd).await,
         Command::Cert(cmd) => cert::run(&ctx, cmd).await,
         Command::Anchor(cmd) => anchor::run(&ctx, cmd).await,
+        Command::Queue(cmd) => queue::run(&ctx, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Config(_) => Ok(()),
     };

@@ -82,6 +82,7 @@ pub async fn start(backend: Backend, role: Role, tls: bool, config: Smtp) -> Ser
         tokio_rustls::TlsAcceptor::from(hisp::smtp::tls::server_config(&f.cert, &f.key).unwrap())
     });
     let limits = Limits::new(config.max_connections, config.max_connections_per_ip);
+    let (stop, rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         role,
         config,
@@ -94,12 +95,12 @@ pub async fn start(backend: Backend, role: Role, tls: bool, config: Smtp) -> Ser
         }),
         tls: acceptor,
         limits,
+        shutdown: rx.clone(),
     });
     let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), shared)
         .await
         .unwrap();
     let addr = listener.local_addr();
-    let (stop, rx) = watch::channel(false);
     tokio::spawn(listener.serve(rx));
     Server {
         addr,

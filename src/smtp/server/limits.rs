@@ -86,6 +86,11 @@ impl Limits {
         })
     }
 
+    /// Connections currently open.
+    pub fn active(&self) -> u32 {
+        self.lock().total
+    }
+
     /// Refuses logins from `ip` for `period`.
     pub fn lock_out(&self, ip: IpAddr, period: Duration) {
         let mut s = self.lock();

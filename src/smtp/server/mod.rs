@@ -37,6 +37,8 @@ pub struct Shared<P: Pipeline> {
     pub pipeline: Arc<P>,
     pub tls: Option<TlsAcceptor>,
     pub limits: Arc<Limits>,
+    /// Turns true when the server stops: sessions waiting for a command close with 421.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 pub struct Listener<P: Pipeline> {

@@ -78,7 +78,16 @@ impl<P: Pipeline> Session<P> {
             if let Some(line) = self.conn.take_line(limit) {
                 return Some(line);
             }
-            match self.conn.fill(timeout).await {
+            let mut stop = self.shared.shutdown.clone();
+            let filled = tokio::select! {
+                r = self.conn.fill(timeout) => r,
+                _ = stop.wait_for(|stopping| *stopping) => {
+                    let text = format!("{} shutting down; try again later", self.hostname());
+                    self.reply(Reply::new(421, "4.3.2", text));
+                    return None;
+                }
+            };
+            match filled {
                 Ok(()) => {}
                 Err(ReadError::Closed) => return None,
                 Err(ReadError::TimedOut) => {

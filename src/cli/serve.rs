@@ -1,0 +1,86 @@
+//! `hisp serve`: the SMTP listeners (inbound and submission) until SIGTERM or SIGINT.
+//!
+//! Shutdown is graceful: listeners stop accepting, sessions waiting for a command are told
+//! `421 4.3.2` and closed, and a session in the middle of DATA finishes its message first.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use super::{CliError, CliResult, Ctx};
+use crate::pipeline::Role;
+use crate::pipeline::enqueue::Enqueue;
+use crate::smtp::server::{Limits, Listener, Shared};
+
+async fn stop_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+pub async fn run(ctx: &Ctx) -> CliResult {
+    let smtp = &ctx.config.smtp;
+    let tls = match (&smtp.tls_cert, &smtp.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsAcceptor::from(
+            crate::smtp::tls::server_config(cert, key)
+                .map_err(|e| CliError::Usage(e.to_string()))?,
+        )),
+        _ => None,
+    };
+    let limits = Limits::new(smtp.max_connections, smtp.max_connections_per_ip);
+    let pipeline = Arc::new(Enqueue {
+        store: ctx.store.clone(),
+        hostname: ctx.config.hostname.clone(),
+        give_up_after: ctx.config.delivery.give_up_after.std(),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let mut listeners = JoinSet::new();
+    for (role, addrs) in [
+        (Role::Inbound, &smtp.listen),
+        (Role::Submission, &smtp.submission_listen),
+    ] {
+        let shared = Arc::new(Shared {
+            role,
+            config: smtp.clone(),
+            hostname: ctx.config.hostname.clone(),
+            store: ctx.store.clone(),
+            pipeline: Arc::clone(&pipeline),
+            tls: tls.clone(),
+            limits: Arc::clone(&limits),
+            shutdown: stopped.clone(),
+        });
+        for addr in addrs {
+            let listener = Listener::bind(*addr, Arc::clone(&shared))
+                .await
+                .map_err(|e| CliError::Failed(e.into()))?;
+            eprintln!(
+                "hisp: smtp {} listening on {}",
+                match role {
+                    Role::Inbound => "inbound",
+                    Role::Submission => "submission",
+                },
+                listener.local_addr()
+            );
+            listeners.spawn(listener.serve(stopped.clone()));
+        }
+    }
+    let signal = stop_signal()
+        .await
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
+    eprintln!("hisp: {signal}: no longer accepting connections; finishing messages in progress");
+    let _ = stop.send(true);
+    while listeners.join_next().await.is_some() {}
+    // Sessions in DATA get as long as a client may take for one chunk of data.
+    let deadline = tokio::time::Instant::now() + smtp.data_timeout.std();
+    while limits.active() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    eprintln!("hisp: stopped");
+    Ok(())
+}
