@@ -246,6 +246,15 @@ impl<T: Transport> Worker<T> {
 
     /// Claims and works one batch; returns how many recipients it settled.
     pub async fn run_once(&self) -> Result<usize, QueueError> {
+        self.run_batch(None).await
+    }
+
+    /// Like `run_once`, but once `stop` turns true the messages not yet started are handed
+    /// back (their leases released) instead of waiting for the lease to run out.
+    async fn run_batch(
+        &self,
+        stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<usize, QueueError> {
         let now = now_ms();
         let lease = self.policy.lease.as_millis() as i64;
         let claimed = self
@@ -255,6 +264,11 @@ impl<T: Transport> Worker<T> {
         let mut settled = 0;
         let mut rest = claimed.as_slice();
         while let Some(first) = rest.first() {
+            if stop.is_some_and(|s| *s.borrow()) {
+                let ids: Vec<i64> = rest.iter().map(|c| c.id).collect();
+                self.store.release(&self.owner, &ids).await?;
+                break;
+            }
             let n = rest
                 .iter()
                 .take_while(|c| c.message == first.message)
@@ -365,7 +379,7 @@ impl<T: Transport> Worker<T> {
             if *shutdown.borrow() {
                 return;
             }
-            let worked = match self.run_once().await {
+            let worked = match self.run_batch(Some(&shutdown)).await {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!("hisp: delivery worker {}: {e}", self.owner);

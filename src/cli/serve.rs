@@ -1,7 +1,9 @@
-//! `hisp serve`: the SMTP listeners (inbound and submission) until SIGTERM or SIGINT.
+//! `hisp serve`: the SMTP listeners (inbound and submission) and the delivery workers, until
+//! SIGTERM or SIGINT.
 //!
 //! Shutdown is graceful: listeners stop accepting, sessions waiting for a command are told
-//! `421 4.3.2` and closed, and a session in the middle of DATA finishes its message first.
+//! `421 4.3.2` and closed, a session in the middle of DATA finishes its message first, and
+//! workers finish the message they are sending and release the leases of the rest.
 
 use std::sync::Arc;
 
@@ -12,6 +14,8 @@ use tokio_rustls::TlsAcceptor;
 use super::{CliError, CliResult, Ctx};
 use crate::pipeline::Role;
 use crate::pipeline::enqueue::Enqueue;
+use crate::queue::{Policy, Worker};
+use crate::smtp::client::{ClientConfig, NoMx, SmtpClient};
 use crate::smtp::server::{Limits, Listener, Shared};
 
 async fn stop_signal() -> std::io::Result<&'static str> {
@@ -70,6 +74,26 @@ pub async fn run(ctx: &Ctx) -> CliResult {
             listeners.spawn(listener.serve(stopped.clone()));
         }
     }
+    let client = ClientConfig {
+        hostname: ctx.config.hostname.clone(),
+        routes: ctx.config.delivery.routes.clone(),
+        require_tls: ctx.config.delivery.require_tls,
+        connect_timeout: ctx.config.delivery.connect_timeout.std(),
+        command_timeout: std::time::Duration::from_secs(300),
+    };
+    let mut workers = JoinSet::new();
+    for _ in 0..ctx.config.delivery.workers {
+        let transport = SmtpClient::new(client.clone(), NoMx)
+            .map_err(|e| CliError::Failed(anyhow::anyhow!("TLS client set-up: {e}")))?;
+        let worker = Worker::new(
+            ctx.store.clone(),
+            &ctx.config.hostname,
+            Policy::from_config(&ctx.config.delivery),
+            transport,
+        );
+        let stopped = stopped.clone();
+        workers.spawn(async move { worker.run(stopped, std::time::Duration::from_secs(1)).await });
+    }
     let signal = stop_signal()
         .await
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
@@ -81,6 +105,7 @@ pub async fn run(ctx: &Ctx) -> CliResult {
     while limits.active() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    while workers.join_next().await.is_some() {}
     eprintln!("hisp: stopped");
     Ok(())
 }

@@ -27,7 +27,7 @@ pub struct Recipient {
     pub domain: String,
     /// `NOTIFY=` as a comma list (`SUCCESS,FAILURE,DELAY` or `NEVER`), if given.
     pub notify: Option<String>,
-    /// `ORCPT=` as given (`rfc822;addr`).
+    /// `ORCPT=` as `type;address` (`rfc822;bob@b.example`), decoded from xtext.
     pub orcpt: Option<String>,
 }
 

@@ -1,5 +1,7 @@
-//! The SMTP edge: listeners and sessions (`server/`), replies, and STARTTLS set-up.
+//! The SMTP edge: listeners and sessions (`server/`), the delivery client, replies, and
+//! STARTTLS set-up.
 
+pub mod client;
 pub mod reply;
 pub mod server;
 pub mod tls;

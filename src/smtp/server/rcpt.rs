@@ -57,7 +57,9 @@ impl<P: Pipeline> Session<P> {
             address: address.as_str().to_string(),
             domain: address.domain().to_string(),
             notify: notify_text(to.flags),
-            orcpt: to.orcpt,
+            // smtp-proto hands over the decoded address of an rfc822 ORCPT; keep the
+            // `type;address` form the DSN's Original-Recipient field wants.
+            orcpt: to.orcpt.map(|o| format!("rfc822;{o}")),
         };
         let Some(tx) = self.tx.as_mut() else {
             return self.reply(Reply::new(503, "5.5.1", "send MAIL first"));
