@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod devpki;
+pub mod headers;
 pub mod keys;
 pub mod notify;
 pub mod pipeline;

@@ -160,35 +160,6 @@ pub fn new_message_id(hostname: &str) -> String {
     format!("{}.{}@{hostname}", now_ms(), random_hex(8))
 }
 
-/// The value of the message's Message-ID header, without angle brackets, if it has one.
-pub fn header_message_id(message: &[u8]) -> Option<String> {
-    let end = memchr::memmem::find(message, b"\r\n\r\n").unwrap_or(message.len());
-    let head = String::from_utf8_lossy(&message[..end]);
-    let mut lines = head.split("\r\n").peekable();
-    while let Some(line) = lines.next() {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if !name.trim().eq_ignore_ascii_case("message-id") {
-            continue;
-        }
-        let mut value = value.to_string();
-        while let Some(next) = lines.peek()
-            && next.starts_with([' ', '\t'])
-        {
-            value.push_str(next);
-            lines.next();
-        }
-        let id = value
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .trim();
-        return (!id.is_empty()).then(|| id.to_string());
-    }
-    None
-}
-
 /// An envelope to queue: what an SMTP session or the API collected.
 #[derive(Debug, Clone)]
 pub struct Envelope {
@@ -207,7 +178,7 @@ pub async fn enqueue(
     envelope: &Envelope,
     body: &[u8],
 ) -> Result<i64, QueueError> {
-    let message_id = header_message_id(body).unwrap_or_else(|| new_message_id(hostname));
+    let message_id = crate::headers::message_id(body).unwrap_or_else(|| new_message_id(hostname));
     let msg = NewMessage {
         message_id: &message_id,
         origin: envelope.origin,
@@ -471,13 +442,5 @@ mod tests {
         assert!(wants_failure_report(Some("SUCCESS,FAILURE")));
         assert!(!wants_failure_report(Some("NEVER")));
         assert!(!wants_failure_report(Some("DELAY")));
-    }
-
-    #[test]
-    fn message_id_from_header() {
-        let m = b"Subject: x\r\nMessage-ID:\r\n <abc@h.example>\r\n\r\nMessage-ID: <no>\r\n";
-        assert_eq!(header_message_id(m).as_deref(), Some("abc@h.example"));
-        assert_eq!(header_message_id(b"Subject: x\r\n\r\n"), None);
-        assert_eq!(header_message_id(b"Message-ID: <>\r\n\r\n"), None);
     }
 }

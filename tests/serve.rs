@@ -85,10 +85,131 @@ async fn sigterm_finishes_data(backend: Backend) {
         "{stderr}"
     );
 
-    let list = env.run(&["queue", "list", "--json"]).ok().json();
-    let rows = list.as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{list}");
-    assert_eq!(rows[0]["recipient"], "bob@hisp-a.example");
+    // Inbound mail for a local address goes to its mailbox, not to the delivery queue.
+    assert_eq!(mailbox(&env, "bob@hisp-a.example").await.len(), 1);
+    let list = env.run(&["queue", "list", "--all", "--json"]).ok().json();
+    assert_eq!(list, serde_json::json!([]));
+}
+
+async fn mailbox(env: &Env, address: &str) -> Vec<Vec<u8>> {
+    let store = env.store().await;
+    let rows = sqlx::query(
+        "SELECT m.raw FROM mailbox m JOIN addresses a ON a.id = m.address_id WHERE a.address = $1",
+    )
+    .bind(address)
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| sqlx::Row::get::<Vec<u8>, _>(r, "raw"))
+    .collect();
+    store.close().await;
+    rows
+}
+
+fn append_config(env: &Env, text: &str) {
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(text);
+    std::fs::write(&env.config, config).unwrap();
+}
+
+/// Two gateways: a message submitted to A is delivered by A's worker to B's inbound port
+/// and lands in B's mailbox.
+async fn two_gateways(backend: Backend) {
+    let a = Env::new(backend).await;
+    let b = Env::new(backend).await;
+    a.run(&["domain", "add", "hisp-a.example"]).ok();
+    a.run_env(
+        &[
+            "address",
+            "add",
+            "alice@hisp-a.example",
+            "--password-env",
+            "PW",
+        ],
+        &[("PW", "pw-alice")],
+    )
+    .ok();
+    b.run(&["domain", "add", "hisp-b.example"]).ok();
+    b.run(&["address", "add", "bob@hisp-b.example"]).ok();
+    let (a_in, a_sub, b_in, b_sub) = (free_port(), free_port(), free_port(), free_port());
+    append_config(
+        &a,
+        &format!(
+            "[smtp]\nlisten = [\"127.0.0.1:{a_in}\"]\nsubmission_listen = [\"127.0.0.1:{a_sub}\"]\nrequire_tls_for_auth = false\n[delivery]\nroutes = {{ \"hisp-b.example\" = \"127.0.0.1:{b_in}\" }}\nworkers = 2\n"
+        ),
+    );
+    append_config(
+        &b,
+        &format!(
+            "[smtp]\nlisten = [\"127.0.0.1:{b_in}\"]\nsubmission_listen = [\"127.0.0.1:{b_sub}\"]\n"
+        ),
+    );
+    let spawn = |env: &Env| {
+        env.command(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut server_a = spawn(&a);
+    let mut server_b = spawn(&b);
+    let sub: std::net::SocketAddr = format!("127.0.0.1:{a_sub}").parse().unwrap();
+    wait_for_listener(sub).await;
+    wait_for_listener(format!("127.0.0.1:{b_in}").parse().unwrap()).await;
+
+    let mut c = Client::connect(sub).await;
+    assert!(c.reply().await.starts_with("220 "));
+    c.cmd("EHLO ehr.example", "250-").await;
+    c.cmd(
+        &format!(
+            "AUTH PLAIN {}",
+            common::smtp::b64("\0alice@hisp-a.example\0pw-alice")
+        ),
+        "235 2.7.0",
+    )
+    .await;
+    c.cmd("MAIL FROM:<alice@hisp-a.example>", "250 2.1.0").await;
+    c.cmd("RCPT TO:<bob@hisp-b.example>", "250 2.1.5").await;
+    c.cmd("DATA", "354 ").await;
+    c.cmd(
+        "Message-ID: <e2e@hisp-a.example>\r\nSubject: e2e\r\n\r\nhello bob\r\n.",
+        "250 2.0.0",
+    )
+    .await;
+    c.cmd("QUIT", "221").await;
+
+    let mut delivered = Vec::new();
+    for _ in 0..200 {
+        delivered = mailbox(&b, "bob@hisp-b.example").await;
+        if !delivered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(delivered.len(), 1, "not delivered to B");
+    let text = String::from_utf8_lossy(&delivered[0]);
+    assert!(text.contains("Subject: e2e\r\n\r\nhello bob\r\n"), "{text}");
+    let list = a.run(&["queue", "list", "--all", "--json"]).ok().json();
+    assert_eq!(list[0]["state"], "delivered", "{list}");
+    for s in [&mut server_a, &mut server_b] {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &s.id().to_string()])
+            .status();
+    }
+    for s in [server_a, server_b] {
+        let out = tokio::task::spawn_blocking(move || s.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+    }
+}
+
+#[tokio::test]
+async fn two_gateways_on_every_backend() {
+    for b in backends() {
+        two_gateways(b).await;
+    }
 }
 
 #[tokio::test]

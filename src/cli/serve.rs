@@ -12,8 +12,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::{CliError, CliResult, Ctx};
-use crate::pipeline::Role;
 use crate::pipeline::enqueue::Enqueue;
+use crate::pipeline::local::LocalDelivery;
+use crate::pipeline::{Pipeline, Role};
 use crate::queue::{Policy, Worker};
 use crate::smtp::client::{ClientConfig, NoMx, SmtpClient};
 use crate::smtp::server::{Limits, Listener, Shared};
@@ -28,6 +29,49 @@ async fn stop_signal() -> std::io::Result<&'static str> {
     })
 }
 
+/// What every listener of this process shares.
+struct Common<'a> {
+    ctx: &'a Ctx,
+    tls: Option<TlsAcceptor>,
+    limits: Arc<Limits>,
+    stopped: watch::Receiver<bool>,
+}
+
+async fn bind_all<P: Pipeline>(
+    common: &Common<'_>,
+    role: Role,
+    addrs: &[std::net::SocketAddr],
+    pipeline: Arc<P>,
+    listeners: &mut JoinSet<()>,
+) -> CliResult {
+    let ctx = common.ctx;
+    let shared = Arc::new(Shared {
+        role,
+        config: ctx.config.smtp.clone(),
+        hostname: ctx.config.hostname.clone(),
+        store: ctx.store.clone(),
+        pipeline,
+        tls: common.tls.clone(),
+        limits: Arc::clone(&common.limits),
+        shutdown: common.stopped.clone(),
+    });
+    for addr in addrs {
+        let listener = Listener::bind(*addr, Arc::clone(&shared))
+            .await
+            .map_err(|e| CliError::Failed(e.into()))?;
+        eprintln!(
+            "hisp: smtp {} listening on {}",
+            match role {
+                Role::Inbound => "inbound",
+                Role::Submission => "submission",
+            },
+            listener.local_addr()
+        );
+        listeners.spawn(listener.serve(common.stopped.clone()));
+    }
+    Ok(())
+}
+
 pub async fn run(ctx: &Ctx) -> CliResult {
     let smtp = &ctx.config.smtp;
     let tls = match (&smtp.tls_cert, &smtp.tls_key) {
@@ -38,42 +82,39 @@ pub async fn run(ctx: &Ctx) -> CliResult {
         _ => None,
     };
     let limits = Limits::new(smtp.max_connections, smtp.max_connections_per_ip);
-    let pipeline = Arc::new(Enqueue {
+    let (stop, stopped) = watch::channel(false);
+    let mut listeners = JoinSet::new();
+    let common = Common {
+        ctx,
+        tls,
+        limits: Arc::clone(&limits),
+        stopped: stopped.clone(),
+    };
+    let inbound = Arc::new(LocalDelivery {
+        store: ctx.store.clone(),
+        hostname: ctx.config.hostname.clone(),
+    });
+    bind_all(
+        &common,
+        Role::Inbound,
+        &smtp.listen,
+        inbound,
+        &mut listeners,
+    )
+    .await?;
+    let submission = Arc::new(Enqueue {
         store: ctx.store.clone(),
         hostname: ctx.config.hostname.clone(),
         give_up_after: ctx.config.delivery.give_up_after.std(),
     });
-    let (stop, stopped) = watch::channel(false);
-    let mut listeners = JoinSet::new();
-    for (role, addrs) in [
-        (Role::Inbound, &smtp.listen),
-        (Role::Submission, &smtp.submission_listen),
-    ] {
-        let shared = Arc::new(Shared {
-            role,
-            config: smtp.clone(),
-            hostname: ctx.config.hostname.clone(),
-            store: ctx.store.clone(),
-            pipeline: Arc::clone(&pipeline),
-            tls: tls.clone(),
-            limits: Arc::clone(&limits),
-            shutdown: stopped.clone(),
-        });
-        for addr in addrs {
-            let listener = Listener::bind(*addr, Arc::clone(&shared))
-                .await
-                .map_err(|e| CliError::Failed(e.into()))?;
-            eprintln!(
-                "hisp: smtp {} listening on {}",
-                match role {
-                    Role::Inbound => "inbound",
-                    Role::Submission => "submission",
-                },
-                listener.local_addr()
-            );
-            listeners.spawn(listener.serve(stopped.clone()));
-        }
-    }
+    bind_all(
+        &common,
+        Role::Submission,
+        &smtp.submission_listen,
+        submission,
+        &mut listeners,
+    )
+    .await?;
     let client = ClientConfig {
         hostname: ctx.config.hostname.clone(),
         routes: ctx.config.delivery.routes.clone(),

@@ -1,9 +1,11 @@
 //! What happens to a message once an SMTP session (or the API) has received it: the session
 //! hands a [`Received`] message to a [`Pipeline`] and answers the client with its verdict.
-//! The simple pipeline here queues the message for delivery; the Direct pipelines (S/MIME
-//! outbound on submission, decrypt-verify-deliver inbound) implement the same trait.
+//! The plain pipelines here queue a submitted message for delivery (`enqueue`) and file an
+//! inbound one in the local mailboxes (`local`); the Direct pipelines (S/MIME outbound on
+//! submission, decrypt-verify-file inbound) implement the same trait in their place.
 
 pub mod enqueue;
+pub mod local;
 
 use std::future::Future;
 use std::net::SocketAddr;

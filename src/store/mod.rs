@@ -9,6 +9,7 @@ pub mod anchors;
 pub mod audit;
 pub mod domains;
 pub mod local_certs;
+pub mod mailbox;
 pub mod meta;
 pub mod queue;
 pub mod tokens;
