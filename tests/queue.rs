@@ -449,3 +449,90 @@ async fn concurrent_claimers_on_every_backend() {
         concurrent_claimers_never_share(b).await;
     }
 }
+
+/// A transport that counts how often each recipient was delivered, slowly enough that the
+/// workers overlap.
+#[derive(Clone, Default)]
+struct Counting {
+    seen: Arc<Mutex<std::collections::HashMap<String, u32>>>,
+}
+
+impl Transport for Counting {
+    async fn deliver(&self, _m: &QueuedMessage, rcpts: &[Claimed]) -> Vec<Attempt> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let mut seen = self.seen.lock().unwrap();
+        rcpts
+            .iter()
+            .map(|r| {
+                *seen.entry(r.recipient.clone()).or_default() += 1;
+                Attempt::Delivered {
+                    reply: "250 ok".into(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Two nodes (two pools on one database), four workers each, drain 2,000 recipients: every
+/// one is delivered exactly once.
+async fn two_nodes_drain_one_queue(backend: Backend) {
+    let dir = TempDir::new("queue");
+    let (node_a, url) = store(backend, &dir).await;
+    let node_b = Store::open(&url, 4).await.unwrap();
+    for i in 0..1000 {
+        let to = [format!("a{i}@b.example"), format!("b{i}@c.example")];
+        let to: Vec<&str> = to.iter().map(String::as_str).collect();
+        enqueue(
+            &node_a,
+            "h",
+            Duration::from_secs(600),
+            &envelope("x@a.example", &to),
+            BODY,
+        )
+        .await
+        .unwrap();
+    }
+    let counting = Counting::default();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = if i % 2 == 0 {
+            node_a.clone()
+        } else {
+            node_b.clone()
+        };
+        let w = Worker::new(s, &format!("node{}", i % 2), policy(), counting.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                let got = w.run_once().await.unwrap();
+                if got == 0 {
+                    return n;
+                }
+                n += got;
+            }
+        }));
+    }
+    let mut settled = 0;
+    for t in tasks {
+        settled += t.await.unwrap();
+    }
+    assert_eq!(settled, 2000);
+    let seen = counting.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2000);
+    let doubles: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(doubles.is_empty(), "delivered more than once: {doubles:?}");
+    let left: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM queue_recipients WHERE state <> 'delivered'")
+            .fetch_one(node_a.pool())
+            .await
+            .unwrap()
+            .get("n");
+    assert_eq!(left, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_drain_one_queue_on_every_backend() {
+    for b in backends() {
+        two_nodes_drain_one_queue(b).await;
+    }
+}
