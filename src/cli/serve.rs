@@ -16,7 +16,8 @@ use crate::pipeline::enqueue::Enqueue;
 use crate::pipeline::local::LocalDelivery;
 use crate::pipeline::{Pipeline, Role};
 use crate::queue::{Policy, Worker};
-use crate::smtp::client::{ClientConfig, NoMx, SmtpClient};
+use crate::smtp::client::{ClientConfig, SmtpClient};
+use crate::smtp::mx::HickoryMx;
 use crate::smtp::server::{Limits, Listener, Shared};
 
 async fn stop_signal() -> std::io::Result<&'static str> {
@@ -122,9 +123,10 @@ pub async fn run(ctx: &Ctx) -> CliResult {
         connect_timeout: ctx.config.delivery.connect_timeout.std(),
         command_timeout: std::time::Duration::from_secs(300),
     };
+    let dns = HickoryMx::new(&ctx.config.dns).map_err(|e| CliError::Failed(e.into()))?;
     let mut workers = JoinSet::new();
     for _ in 0..ctx.config.delivery.workers {
-        let transport = SmtpClient::new(client.clone(), NoMx)
+        let transport = SmtpClient::new(client.clone(), dns.clone())
             .map_err(|e| CliError::Failed(anyhow::anyhow!("TLS client set-up: {e}")))?;
         let worker = Worker::new(
             ctx.store.clone(),

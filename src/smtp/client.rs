@@ -2,13 +2,15 @@
 //! result per recipient (a 5xx on one RCPT does not fail the others; a 4xx is retried later).
 //!
 //! Next hop: the static route from `[delivery] routes`, else the domain's MX hosts (lowest
-//! preference first, all of them), else the domain itself (A/AAAA). STARTTLS is used whenever
+//! preference first, all of them), else the domain itself (A/AAAA); names are resolved
+//! through [`Resolve`] (hickory in `hisp serve`, see `mx.rs`). STARTTLS is used whenever
 //! offered; with `require_tls` a hop without it is skipped. Certificates are not verified:
 //! Direct authenticates and encrypts the message itself with S/MIME, and RFC 7435
 //! opportunistic TLS is about passive eavesdroppers.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,17 +26,29 @@ use tokio_rustls::client::TlsStream;
 use crate::queue::{Attempt, Transport};
 use crate::store::queue::{Claimed, QueuedMessage};
 
-/// Finds MX hosts. `Ok(empty)` means the domain has none (use its A/AAAA records).
+/// Finds where a domain's mail goes.
 pub trait Resolve: Send + Sync + 'static {
+    /// MX hosts as (preference, host). `Ok(empty)` means the domain has none (use its own
+    /// A/AAAA records).
     fn mx(&self, domain: &str) -> impl Future<Output = Result<Vec<(u16, String)>, String>> + Send;
+    /// A and AAAA addresses of a host.
+    fn addresses(&self, host: &str) -> impl Future<Output = Result<Vec<IpAddr>, String>> + Send;
 }
 
-/// No MX lookups: every domain without a static route is reached at its A/AAAA records.
+/// No MX lookups, and addresses from the operating system's resolver: for static routes
+/// and tests.
 pub struct NoMx;
 
 impl Resolve for NoMx {
     async fn mx(&self, _domain: &str) -> Result<Vec<(u16, String)>, String> {
         Ok(Vec::new())
+    }
+
+    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        tokio::net::lookup_host((host, 0))
+            .await
+            .map(|addrs| addrs.map(|a| a.ip()).collect())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -351,11 +365,40 @@ impl<R: Resolve> SmtpClient<R> {
         })
     }
 
+    /// A TCP connection to the first address of `hop` (`host:port`) that answers.
+    async fn dial(&self, hop: &str) -> Result<TcpStream, HopFailure> {
+        let (host, port) = hop
+            .rsplit_once(':')
+            .and_then(|(h, p)| {
+                Some((
+                    h.trim_start_matches('[').trim_end_matches(']'),
+                    p.parse::<u16>().ok()?,
+                ))
+            })
+            .ok_or_else(|| HopFailure(format!("{hop}: not host:port")))?;
+        let ips = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => self
+                .resolver
+                .addresses(host)
+                .await
+                .map_err(|e| HopFailure(format!("{host}: address lookup failed: {e}")))?,
+        };
+        let mut why = format!("{host} has no address");
+        for ip in ips {
+            let addr = SocketAddr::new(ip, port);
+            match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr)).await
+            {
+                Ok(Ok(tcp)) => return Ok(tcp),
+                Ok(Err(e)) => why = format!("{addr}: {e}"),
+                Err(_) => why = format!("{addr}: connection timed out"),
+            }
+        }
+        Err(HopFailure(why))
+    }
+
     async fn connect(&self, hop: &str) -> Result<(Wire, ServerReply), HopFailure> {
-        let tcp = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(hop))
-            .await
-            .map_err(|_| HopFailure(format!("{hop}: connection timed out")))?
-            .map_err(|e| HopFailure(format!("{hop}: {e}")))?;
+        let tcp = self.dial(hop).await?;
         let _ = tcp.set_nodelay(true);
         let mut wire = Wire {
             stream: Stream::Plain(tcp),

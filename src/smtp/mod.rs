@@ -2,6 +2,7 @@
 //! STARTTLS set-up.
 
 pub mod client;
+pub mod mx;
 pub mod reply;
 pub mod server;
 pub mod tls;
