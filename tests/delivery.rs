@@ -360,3 +360,47 @@ async fn unreachable_or_untls_hop_is_retried_then_given_up() {
     }
     assert!(plain_peer.peer.accepted.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_connection_is_reused_for_the_next_message() {
+    let p = peer(true).await;
+    let dir = TempDir::new("sender");
+    let store = sender_store(Backend::Sqlite, &dir).await;
+    let w = Worker::new(
+        store.clone(),
+        "hisp-a.example",
+        policy(),
+        client(&p.addr.to_string(), false),
+    );
+    for n in 0..3 {
+        let env = Envelope {
+            origin: Origin::Submission,
+            from: "alice@hisp-a.example".into(),
+            envid: None,
+            ret: None,
+            recipients: vec![rcpt("bob@hisp-b.example")],
+        };
+        let body = format!("Message-ID: <r{n}@hisp-a.example>\r\n\r\nx\r\n");
+        enqueue(
+            &store,
+            "hisp-a.example",
+            Duration::from_secs(3600),
+            &env,
+            body.as_bytes(),
+        )
+        .await
+        .unwrap();
+        // One message per run: each delivery finds the previous connection parked.
+        assert_eq!(w.run_once().await.unwrap(), 1);
+    }
+    let accepted = p.peer.accepted.lock().unwrap();
+    assert_eq!(accepted.len(), 3);
+    let sources: std::collections::HashSet<SocketAddr> = accepted.iter().map(|m| m.peer).collect();
+    assert_eq!(
+        sources.len(),
+        1,
+        "three messages, one connection: {sources:?}"
+    );
+    // RFC 3207: the reused connection is still the TLS one.
+    assert!(accepted.iter().all(|m| m.tls));
+}

@@ -6,13 +6,14 @@
 //! through [`Resolve`] (hickory in `hisp serve`, see `mx.rs`). STARTTLS is used whenever
 //! offered; with `require_tls` a hop without it is skipped. Certificates are not verified:
 //! Direct authenticates and encrypts the message itself with S/MIME, and RFC 7435
-//! opportunistic TLS is about passive eavesdroppers.
+//! opportunistic TLS is about passive eavesdroppers. A connection is kept open briefly after
+//! a message and reused (after RSET) for the next one to the same host.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -349,11 +350,24 @@ fn xtext(value: &str) -> String {
     out
 }
 
+/// A connection kept open after a transaction, for the next message to the same hop.
+struct Idle {
+    wire: Wire,
+    ehlo: ServerReply,
+    since: Instant,
+}
+
+/// How long an unused connection is kept, and how many per hop: well under the 5 minutes a
+/// server waits for a command, and few enough not to hog a peer's connection slots.
+const IDLE_FOR: Duration = Duration::from_secs(30);
+const IDLE_PER_HOP: usize = 2;
+
 /// The SMTP client as a queue [`Transport`].
 pub struct SmtpClient<R: Resolve> {
     config: ClientConfig,
     resolver: R,
     tls: TlsConnector,
+    idle: Mutex<HashMap<String, Vec<Idle>>>,
 }
 
 impl<R: Resolve> SmtpClient<R> {
@@ -362,7 +376,38 @@ impl<R: Resolve> SmtpClient<R> {
             config,
             resolver,
             tls: tls_connector()?,
+            idle: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn take_idle(&self, hop: &str) -> Option<Idle> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(hop)?;
+        list.retain(|c| c.since.elapsed() < IDLE_FOR);
+        list.pop()
+    }
+
+    /// An open connection to `hop` from an earlier message, checked with RSET.
+    async fn reuse(&self, hop: &str) -> Option<(Wire, ServerReply)> {
+        while let Some(mut c) = self.take_idle(hop) {
+            if matches!(c.wire.command("RSET").await, Ok(r) if r.code == 250) {
+                return Some((c.wire, c.ehlo));
+            }
+        }
+        None
+    }
+
+    fn park(&self, hop: &str, wire: Wire, ehlo: ServerReply) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(hop.to_string()).or_default();
+        list.push(Idle {
+            wire,
+            ehlo,
+            since: Instant::now(),
+        });
+        if list.len() > IDLE_PER_HOP {
+            list.remove(0);
+        }
     }
 
     /// A TCP connection to the first address of `hop` (`host:port`) that answers.
@@ -464,7 +509,7 @@ impl<R: Resolve> SmtpClient<R> {
         hop: &str,
         message: &QueuedMessage,
         rcpts: &[&Claimed],
-    ) -> Vec<Attempt> {
+    ) -> (Vec<Attempt>, bool) {
         let offer = offer(ehlo);
         let lost = |e: String| Attempt::Temporary {
             status: "4.4.2".into(),
@@ -488,8 +533,8 @@ impl<R: Resolve> SmtpClient<R> {
         }
         match wire.command(&mail).await {
             Ok(r) if r.code == 250 => {}
-            Ok(r) => return vec![r.attempt(hop); rcpts.len()],
-            Err(e) => return vec![lost(e); rcpts.len()],
+            Ok(r) => return (vec![r.attempt(hop); rcpts.len()], true),
+            Err(e) => return (vec![lost(e); rcpts.len()], false),
         }
         let mut results: Vec<Option<Attempt>> = vec![None; rcpts.len()];
         let mut accepted = Vec::new();
@@ -507,13 +552,12 @@ impl<R: Resolve> SmtpClient<R> {
                 Ok(reply) if reply.code / 100 == 2 => accepted.push(i),
                 Ok(reply) => results[i] = Some(reply.attempt(hop)),
                 Err(e) => {
-                    return finish(results, lost(e));
+                    return (finish(results, lost(e)), false);
                 }
             }
         }
         if accepted.is_empty() {
-            let _ = wire.command("QUIT").await;
-            return finish(results, lost("no recipient accepted".into()));
+            return (finish(results, lost("no recipient accepted".into())), true);
         }
         match wire.command("DATA").await {
             Ok(r) if r.code == 354 => {}
@@ -521,14 +565,18 @@ impl<R: Resolve> SmtpClient<R> {
                 for &i in &accepted {
                     results[i] = Some(r.attempt(hop));
                 }
-                return finish(results, lost("DATA refused".into()));
+                return (finish(results, lost("DATA refused".into())), true);
             }
-            Err(e) => return finish(results, lost(e)),
+            Err(e) => return (finish(results, lost(e)), false),
         }
         if let Err(e) = wire.write(&dot_stuff(&message.body)).await {
-            return finish(results, lost(format!("connection lost: {e}")));
+            return (
+                finish(results, lost(format!("connection lost: {e}"))),
+                false,
+            );
         }
         let final_reply = wire.reply(self.config.command_timeout * 2).await;
+        let reusable = final_reply.is_ok();
         let outcome = match final_reply {
             Ok(r) => r.attempt(hop),
             Err(e) => lost(e),
@@ -536,8 +584,7 @@ impl<R: Resolve> SmtpClient<R> {
         for &i in &accepted {
             results[i] = Some(outcome.clone());
         }
-        let _ = wire.command("QUIT").await;
-        finish(results, lost("no result".into()))
+        (finish(results, lost("no result".into())), reusable)
     }
 
     async fn deliver_domain(
@@ -563,11 +610,19 @@ impl<R: Resolve> SmtpClient<R> {
         };
         let mut why = Vec::new();
         for hop in next_hops(domain, &self.config.routes, &mx) {
-            match self.connect(&hop).await {
+            let open = match self.reuse(&hop).await {
+                Some(idle) => Ok(idle),
+                None => self.connect(&hop).await,
+            };
+            match open {
                 Ok((mut wire, ehlo)) => {
-                    return self
+                    let (results, reusable) = self
                         .transaction(&mut wire, &ehlo, &hop, message, rcpts)
                         .await;
+                    if reusable {
+                        self.park(&hop, wire, ehlo);
+                    }
+                    return results;
                 }
                 Err(HopFailure(e)) => why.push(e),
             }
