@@ -133,6 +133,17 @@ pub struct Smtp {
     pub data_timeout: Duration,
     pub max_auth_failures: u32,
     pub auth_failure_backoff: Duration,
+    /// `direct` (S/MIME on both listeners) or `plain` (no S/MIME at all: only for testing
+    /// the SMTP edge and the queue; never on a real HISP).
+    pub pipelines: Pipelines,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pipelines {
+    #[default]
+    Direct,
+    Plain,
 }
 
 impl Default for Smtp {
@@ -153,6 +164,7 @@ impl Default for Smtp {
             data_timeout: Duration::from_secs(600),
             max_auth_failures: 3,
             auth_failure_backoff: Duration::from_secs(60),
+            pipelines: Pipelines::Direct,
         }
     }
 }

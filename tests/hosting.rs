@@ -238,8 +238,9 @@ async fn serve_answers_cert_queries_from_the_store_and_follows_changes() {
     let (env, bob, org) = gateway(&root).await;
     let port = free_port();
     let mut config = std::fs::read_to_string(&env.config).unwrap();
+    // Only the DNS responder: no SMTP listeners for this test.
     config.push_str(&format!(
-        "[dns_server]\nlisten = \"127.0.0.1:{port}\"\nzone = \"{DOMAIN}\"\naddress = \"127.0.0.1\"\n"
+        "[smtp]\nlisten = []\nsubmission_listen = []\n[dns_server]\nlisten = \"127.0.0.1:{port}\"\nzone = \"{DOMAIN}\"\naddress = \"127.0.0.1\"\n"
     ));
     std::fs::write(&env.config, config).unwrap();
     let mut child = env
@@ -248,10 +249,23 @@ async fn serve_answers_cert_queries_from_the_store_and_follows_changes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let mut serving = Serving(child);
-    let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first).unwrap();
+    // Start-up lines go to stderr (the journal); keep draining it so the server never blocks.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("hisp serve start-up line");
+        if line.contains("DNS responder") {
+            break line;
+        }
+    };
     assert!(first.contains("DNS responder on 127.0.0.1:"), "{first}");
     assert!(first.contains("2 CERT record(s)"), "{first}");
     let server: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

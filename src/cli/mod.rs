@@ -6,9 +6,11 @@ mod anchor;
 mod audit;
 mod cert;
 mod config_cmd;
+mod demo;
 mod discover;
 mod domain;
 mod output;
+mod queue;
 mod serve;
 mod status;
 mod token;
@@ -40,6 +42,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the gateway: SMTP listeners until SIGTERM.
+    Serve,
     /// Local domains this HISP sends and receives for.
     #[command(subcommand)]
     Domain(domain::DomainCmd),
@@ -52,8 +56,8 @@ enum Command {
     /// Trust anchors per local domain.
     #[command(subcommand)]
     Anchor(anchor::AnchorCmd),
-    /// Run the gateway's services (DNS responder; SMTP and API as they land) until SIGTERM.
-    Serve,
+    /// Two gateways, a dev PKI and local DNS on this machine; one referral end to end.
+    Demo,
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -64,6 +68,9 @@ enum Command {
         /// The Message-ID (with or without angle brackets).
         message_id: String,
     },
+    /// The delivery queue.
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
     /// API bearer tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
@@ -128,7 +135,7 @@ pub struct Ctx {
     pub config: Config,
     pub source: Source,
     pub store: Store,
-    pub master: MasterKey,
+    pub master: std::sync::Arc<MasterKey>,
     pub json: bool,
 }
 
@@ -142,7 +149,7 @@ impl Ctx {
             config,
             source,
             store,
-            master,
+            master: std::sync::Arc::new(master),
             json,
         })
     }
@@ -283,22 +290,27 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> CliResult {
+    if let Command::Demo = &cli.command {
+        // Self-contained: no config file, no store of the user's is touched.
+        return demo::run().await;
+    }
     let (config, source) = Config::load(cli.config.as_deref())?;
     if let Command::Config(cmd) = &cli.command {
         return config_cmd::run(cmd, &config, &source, cli.json);
     }
     let ctx = Ctx::open(config, source, cli.json).await?;
     let result = match cli.command {
+        Command::Serve => serve::run(&ctx).await,
         Command::Domain(cmd) => domain::run(&ctx, cmd).await,
         Command::Address(cmd) => address::run(&ctx, cmd).await,
         Command::Cert(cmd) => cert::run(&ctx, cmd).await,
         Command::Anchor(cmd) => anchor::run(&ctx, cmd).await,
         Command::Discover(args) => discover::run(&ctx, args).await,
-        Command::Serve => serve::run(&ctx).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Status { message_id } => status::run(&ctx, &message_id).await,
+        Command::Queue(cmd) => queue::run(&ctx, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
-        Command::Config(_) => Ok(()),
+        Command::Config(_) | Command::Demo => Ok(()),
     };
     ctx.store.close().await;
     result

@@ -1,5 +1,6 @@
-//! Notifications: MDNs (processed, dispatched, failed) and DSNs — building, reading, and
-//! tracking them per outbound message and recipient (SPEC E).
+//! Notifications: MDNs (processed, dispatched, failed) and DSNs (RFC 3464) — building,
+//! reading, and tracking them per outbound message and recipient (SPEC E).
 
+pub mod dsn;
 pub mod mdn;
 pub mod tracking;

@@ -1,5 +1,76 @@
-//! Glue between SMTP, the security agent, trust, the store and notifications: what happens to
-//! a message on its way out and on its way in.
+//! What happens to a message once an SMTP session (or the API) has received it: the session
+//! hands a [`Received`] message to a [`Pipeline`] and answers the client with its verdict.
+//! The plain pipelines here queue a submitted message for delivery (`enqueue`) and file an
+//! inbound one in the local mailboxes (`local`); the Direct pipelines (S/MIME outbound on
+//! submission, decrypt-verify-file inbound) implement the same trait in their place.
 
+pub mod enqueue;
 pub mod inbound;
+pub mod keyring;
+pub mod local;
 pub mod outbound;
+pub mod receive;
+pub mod submit;
+pub mod timeouts;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use crate::smtp::reply::Reply;
+
+/// Which listener a message came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// HISP-to-HISP (port 25): no AUTH, local recipients only.
+    Inbound,
+    /// EHR/provider submission (port 587): AUTH required, any recipient.
+    Submission,
+}
+
+/// One accepted recipient with its DSN parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// Normalised (lower-case domain) address.
+    pub address: String,
+    pub domain: String,
+    /// `NOTIFY=` as a comma list (`SUCCESS,FAILURE,DELAY` or `NEVER`), if given.
+    pub notify: Option<String>,
+    /// `ORCPT=` as `type;address` (`rfc822;bob@b.example`), decoded from xtext.
+    pub orcpt: Option<String>,
+}
+
+/// A complete message as the session received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub role: Role,
+    pub peer: SocketAddr,
+    pub helo: String,
+    /// The authenticated address (submission only).
+    pub authenticated: Option<String>,
+    pub tls: bool,
+    /// Envelope sender; empty for the null reverse-path.
+    pub mail_from: String,
+    pub envid: Option<String>,
+    /// DSN `RET=` (`FULL` or `HDRS`).
+    pub ret: Option<String>,
+    pub recipients: Vec<Recipient>,
+    /// The message with our Received: header prepended, CRLF line ends, dot-unstuffed.
+    pub body: Vec<u8>,
+}
+
+/// The pipeline's answer, sent to the client as the reply to the end of DATA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Committed durably: the session replies `250 2.0.0 <text>`.
+    Accept(String),
+    /// Refused: a 4xx or 5xx with its enhanced code and a sentence naming the cause.
+    Reject(Reply),
+}
+
+/// Processes a received message. Called once per message, after the final dot; the
+/// session waits for the future (with the client waiting for its reply), so the future must
+/// only resolve to `Accept` once the message is safe on disk. CPU-heavy work (S/MIME) belongs
+/// in `spawn_blocking`, not on the reactor.
+pub trait Pipeline: Send + Sync + 'static {
+    fn process(&self, message: Received) -> impl Future<Output = Verdict> + Send;
+}

@@ -9,7 +9,9 @@ pub mod anchors;
 pub mod audit;
 pub mod domains;
 pub mod local_certs;
+pub mod mailbox;
 pub mod meta;
+pub mod queue;
 pub mod tokens;
 pub mod tracking;
 

@@ -120,6 +120,20 @@ pub async fn record_event(
     Ok((updated.rows_affected() == 1).then_some(t))
 }
 
+/// Records that a DSN for this record went out by another path (the queue's own).
+pub async fn mark_dsn_sent(
+    tx: &mut Transaction<'static, Any>,
+    message_id: &str,
+    recipient: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE tracking SET dsn_sent = 1 WHERE message_id = $1 AND recipient = $2")
+        .bind(message_id)
+        .bind(recipient.to_ascii_lowercase())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Every recipient's record of `message_id`.
     pub async fn tracking(&self, message_id: &str) -> Result<Vec<TrackingRecord>> {

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod interop;
 pub mod slapd;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,368 @@
+//! The Direct inbound pipeline behind the HISP-to-HISP listener, inline in DATA: decrypt,
+//! verify, trust, envelope binding (`inbound::check`), then — in one transaction — file the
+//! message in each recipient's mailbox and queue the signed, encrypted MDNs (processed, and
+//! dispatched when asked for), and only then `250`. A notification about our own outbound
+//! mail (MDN or DSN) updates its tracking instead and is never answered (SPEC E27-E30).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::inbound::{Accepted, Context, check};
+use super::keyring::{Keyring, Snapshot};
+use super::{Pipeline, Received, Verdict};
+use crate::address::DirectAddress;
+use crate::discovery::Discovery;
+use crate::fetch::HttpFetcher;
+use crate::notify::mdn::{self, Disposition, MdnSpec, NotificationKind};
+use crate::notify::tracking::Event;
+use crate::smime::{AlgorithmPolicy, Envelope, SealOptions, seal};
+use crate::smtp::reply::Reply;
+use crate::store::Store;
+use crate::store::mailbox::{NewMailboxMessage, file_in};
+use crate::store::queue::{NewMessage, NewRecipient, Origin, enqueue_in};
+use crate::store::tracking::record_event;
+use crate::trust::{CrlCache, Policy};
+
+pub struct DirectInbound {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub discovery: Arc<Discovery>,
+    pub hostname: String,
+    pub seal: SealOptions,
+    pub algorithms: AlgorithmPolicy,
+    pub trust: Arc<Policy>,
+    pub fetcher: Arc<HttpFetcher>,
+    pub crl_cache: Arc<CrlCache>,
+    pub give_up_after: Duration,
+    /// `[notifications] deliver_processed_mdns`.
+    pub deliver_processed: bool,
+}
+
+/// An MDN ready to queue: sealed for the original sender.
+struct OutgoingMdn {
+    from: String,
+    to: String,
+    message_id: String,
+    body: Vec<u8>,
+}
+
+impl Pipeline for DirectInbound {
+    async fn process(&self, m: Received) -> Verdict {
+        let snap = match self.keyring.snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                return Verdict::Reject(Reply::new(451, "4.3.0", format!("keys unavailable: {e}")));
+            }
+        };
+        // Anchors are per recipient domain, so each domain's recipients are checked on their
+        // own; the message must pass for all of them or it is refused whole.
+        let mut by_domain: BTreeMap<String, Vec<DirectAddress>> = BTreeMap::new();
+        for r in &m.recipients {
+            match DirectAddress::parse(&r.address) {
+                Ok(a) => by_domain.entry(a.domain().to_string()).or_default().push(a),
+                Err(e) => {
+                    return Verdict::Reject(Reply::new(
+                        550,
+                        "5.1.3",
+                        format!("{}: {e}", r.address),
+                    ));
+                }
+            }
+        }
+        let body = Arc::new(m.body);
+        let mut accepted: Option<Accepted> = None;
+        for (domain, rcpts) in &by_domain {
+            match self
+                .check(&snap, domain, rcpts, &m.mail_from, body.clone())
+                .await
+            {
+                Ok(a) => accepted = Some(a),
+                Err(v) => return v,
+            }
+        }
+        let Some(accepted) = accepted else {
+            return Verdict::Reject(Reply::new(554, "5.5.1", "no recipients"));
+        };
+        let recipients: Vec<DirectAddress> = by_domain.into_values().flatten().collect();
+        let result = match accepted.notification {
+            Some(kind) => self.notification(kind, &accepted, &recipients).await,
+            None => self.deliver(&snap, &accepted, &recipients).await,
+        };
+        match result {
+            Ok(text) => Verdict::Accept(text),
+            Err(e) => Verdict::Reject(Reply::new(
+                451,
+                "4.3.0",
+                format!("cannot store the message: {e}"),
+            )),
+        }
+    }
+}
+
+impl DirectInbound {
+    async fn check(
+        &self,
+        snap: &Arc<Snapshot>,
+        domain: &str,
+        rcpts: &[DirectAddress],
+        mail_from: &str,
+        body: Arc<Vec<u8>>,
+    ) -> Result<Accepted, Verdict> {
+        let keys = snap.decryption_keys(rcpts);
+        if keys.is_empty() {
+            return Err(Verdict::Reject(Reply::new(
+                554,
+                "5.7.5",
+                format!(
+                    "cannot decrypt: no private key for {} is configured here",
+                    rcpts[0]
+                ),
+            )));
+        }
+        let anchors = snap.incoming_anchors(domain);
+        let envelope = Envelope {
+            mail_from: mail_from.to_string(),
+            rcpt_to: rcpts.iter().map(|r| r.to_string()).collect(),
+        };
+        let (algorithms, trust, fetcher, crl) = (
+            self.algorithms,
+            self.trust.clone(),
+            self.fetcher.clone(),
+            self.crl_cache.clone(),
+        );
+        let outcome = tokio::task::spawn_blocking(move || {
+            let ctx = Context {
+                keys: &keys,
+                algorithms: &algorithms,
+                anchors: &anchors,
+                trust: &trust,
+                fetcher: fetcher.as_ref(),
+                crl_cache: &crl,
+                time: crate::clock::now_secs(),
+            };
+            check(&body, &envelope, &ctx)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(r)) => Err(Verdict::Reject(Reply::new(r.reply, r.status, r.text))),
+            Err(e) => Err(Verdict::Reject(Reply::new(
+                451,
+                "4.3.0",
+                format!("internal error: {e}"),
+            ))),
+        }
+    }
+
+    /// Files the message and queues its MDNs, all or nothing.
+    async fn deliver(
+        &self,
+        snap: &Arc<Snapshot>,
+        a: &Accepted,
+        recipients: &[DirectAddress],
+    ) -> Result<String, anyhow::Error> {
+        let message_id = a
+            .message_id
+            .clone()
+            .unwrap_or_else(|| format!("<{}>", crate::queue::new_message_id(&self.hostname)));
+        let mdns = self.mdns(snap, a, &message_id, recipients).await;
+        let mut tx = self.store.begin_write().await?;
+        let mut filed = 0;
+        for r in recipients {
+            let new = file_in(
+                &mut tx,
+                r.as_str(),
+                "message",
+                &NewMailboxMessage {
+                    message_id: &message_id,
+                    sender: a.sender.as_str(),
+                    subject: a.subject.as_deref().unwrap_or(""),
+                    raw: &a.message,
+                },
+            )
+            .await?;
+            filed += new;
+            if new == 0 {
+                // Already here from the same sender: a retry after a lost 250. Acknowledge
+                // it again without a second copy or second MDNs.
+                continue;
+            }
+            for mdn in mdns.iter().filter(|m| m.from == r.as_str()) {
+                enqueue_in(
+                    &mut tx,
+                    &NewMessage {
+                        message_id: &mdn.message_id,
+                        origin: Origin::Mdn,
+                        envelope_from: &mdn.from,
+                        envid: None,
+                        ret: None,
+                        body: &mdn.body,
+                        expires_at: crate::clock::now_ms() + self.give_up_after.as_millis() as i64,
+                    },
+                    &[NewRecipient {
+                        address: mdn.to.clone(),
+                        domain: mdn.to.rsplit('@').next().unwrap_or("").to_string(),
+                        notify: None,
+                        orcpt: None,
+                    }],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(format!(
+            "{message_id} delivered to {filed} mailbox(es); signer {} trusted",
+            a.sender
+        ))
+    }
+
+    /// The processed (and, when asked for, dispatched) MDN of each recipient, signed with the
+    /// recipient's key and encrypted to the original sender's certificates. A sender whose
+    /// certificate can't be found gets no MDN; the message is still delivered.
+    async fn mdns(
+        &self,
+        snap: &Arc<Snapshot>,
+        a: &Accepted,
+        message_id: &str,
+        recipients: &[DirectAddress],
+    ) -> Vec<OutgoingMdn> {
+        let mut out = Vec::new();
+        for r in recipients {
+            let signers = snap.signing_keys(r, crate::clock::now_secs());
+            if signers.is_empty() {
+                eprintln!(
+                    "hisp: warning: no signing certificate for {r}: no MDN sent for {message_id}"
+                );
+                continue;
+            }
+            let report = self
+                .discovery
+                .discover(&a.sender, &snap.outgoing_anchors(r.domain()))
+                .await;
+            let certs = report.certificates();
+            if certs.is_empty() {
+                eprintln!(
+                    "hisp: warning: no MDN for {message_id} to {}: {}",
+                    a.sender,
+                    report.failure_reason()
+                );
+                continue;
+            }
+            let mut dispositions = vec![Disposition::Processed];
+            if a.final_delivery_requested {
+                dispositions.push(Disposition::Dispatched);
+            }
+            for d in dispositions {
+                let mdn_id = format!("<{}>", crate::queue::new_message_id(&self.hostname));
+                let plain = mdn::build(&MdnSpec {
+                    reporting_host: &self.hostname,
+                    final_recipient: r.as_str(),
+                    original_sender: a.sender.as_str(),
+                    original_message_id: message_id,
+                    original_subject: a.subject.as_deref(),
+                    disposition: d,
+                    final_delivery_requested: a.final_delivery_requested,
+                    message_id: &mdn_id,
+                    date: crate::clock::now_secs(),
+                });
+                let (signers, certs, options) = (signers.clone(), certs.clone(), self.seal);
+                let sealed =
+                    tokio::task::spawn_blocking(move || seal(&plain, &signers, &certs, &options))
+                        .await;
+                match sealed {
+                    Ok(Ok(body)) => out.push(OutgoingMdn {
+                        from: r.to_string(),
+                        to: a.sender.to_string(),
+                        message_id: mdn_id,
+                        body,
+                    }),
+                    Ok(Err(e)) => {
+                        eprintln!("hisp: warning: cannot secure the MDN to {}: {e}", a.sender)
+                    }
+                    Err(e) => {
+                        eprintln!("hisp: warning: cannot secure the MDN to {}: {e}", a.sender)
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// An MDN or DSN about one of our messages: move its tracking and, when the state machine
+    /// says so, file it in the original sender's mailbox. Never answered.
+    async fn notification(
+        &self,
+        kind: NotificationKind,
+        a: &Accepted,
+        recipients: &[DirectAddress],
+    ) -> Result<String, anyhow::Error> {
+        let (original_id, reporter, event) = match kind {
+            NotificationKind::Mdn => match mdn::parse(&a.message) {
+                Ok(p) => (
+                    p.original_message_id,
+                    p.final_recipient,
+                    Event::Mdn(p.disposition),
+                ),
+                Err(e) => return Ok(format!("notification accepted but not understood: {e}")),
+            },
+            // A partner's DSN about our message: its recipients failed.
+            NotificationKind::Dsn => {
+                let header = crate::smime::mime::split(&a.message).header;
+                let id = crate::smime::mime::header_value(header, "In-Reply-To")
+                    .or_else(|| crate::headers::header_value(&a.message, "Original-Envelope-Id"))
+                    .unwrap_or_default();
+                (
+                    id,
+                    a.sender.to_string(),
+                    Event::DeliveryFailed(
+                        "the recipient's HISP reported a delivery failure".into(),
+                    ),
+                )
+            }
+        };
+        let mut tx = self.store.begin_write().await?;
+        let t = record_event(
+            &mut tx,
+            &original_id,
+            &reporter,
+            &event,
+            self.deliver_processed,
+        )
+        .await?;
+        let mut filed = 0;
+        if t.as_ref().is_some_and(|t| t.deliver_notification) {
+            let kind_name = match kind {
+                NotificationKind::Mdn => "mdn",
+                NotificationKind::Dsn => "dsn",
+            };
+            let id = a
+                .message_id
+                .clone()
+                .unwrap_or_else(|| format!("<{}>", crate::queue::new_message_id(&self.hostname)));
+            for r in recipients {
+                filed += file_in(
+                    &mut tx,
+                    r.as_str(),
+                    kind_name,
+                    &NewMailboxMessage {
+                        message_id: &id,
+                        sender: a.sender.as_str(),
+                        subject: a.subject.as_deref().unwrap_or(""),
+                        raw: &a.message,
+                    },
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(match t {
+            Some(t) => format!(
+                "notification for {original_id} from {reporter}: now {}{}",
+                t.next.as_str(),
+                if filed > 0 { ", filed" } else { "" }
+            ),
+            None => format!("notification for {original_id} from {reporter}: nothing new"),
+        })
+    }
+}

@@ -1,0 +1,289 @@
+//! The Direct outbound pipeline behind the submission listener (and later the HTTP API):
+//! complete and check the message, find every recipient's certificates, sign with the
+//! sender's key, encrypt per recipient domain, and queue — with tracking rows for the
+//! recipients that can be reached and a DSN for those that can't — in one transaction, before
+//! the `250` (SPEC A, C, E30; INTERFACE "SMTP behaviour").
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssl::x509::X509;
+
+use super::keyring::Keyring;
+use super::outbound::prepare;
+use super::{Pipeline, Received, Verdict};
+use crate::address::DirectAddress;
+use crate::discovery::{Discovery, Report};
+use crate::notify::dsn::{self, DsnRecipient};
+use crate::notify::mdn::final_delivery_requested;
+use crate::smime::{SealOptions, mime, seal};
+use crate::smtp::reply::Reply;
+use crate::store::Store;
+use crate::store::queue::{DsnDelivery, NewMessage, NewRecipient, Origin, enqueue_in, file_dsn};
+use crate::store::tracking::track;
+
+pub struct DirectSubmission {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub discovery: Arc<Discovery>,
+    pub hostname: String,
+    pub seal: SealOptions,
+    pub give_up_after: Duration,
+    /// `[notifications] timeout`.
+    pub notify_timeout: Duration,
+}
+
+fn temp(status: &str, text: impl Into<String>) -> Verdict {
+    Verdict::Reject(Reply::new(451, status, text))
+}
+
+fn perm(code: u16, status: &str, text: impl Into<String>) -> Verdict {
+    Verdict::Reject(Reply::new(code, status, text))
+}
+
+/// One sealed copy for the recipients of one domain.
+struct Sealed {
+    recipients: Vec<DirectAddress>,
+    body: Vec<u8>,
+}
+
+impl Pipeline for DirectSubmission {
+    async fn process(&self, m: Received) -> Verdict {
+        let sender_text = m
+            .authenticated
+            .clone()
+            .unwrap_or_else(|| m.mail_from.clone());
+        let Ok(sender) = DirectAddress::parse(&sender_text) else {
+            return perm(
+                550,
+                "5.1.7",
+                format!("sender {sender_text} is not a Direct address"),
+            );
+        };
+        let mut recipients = Vec::new();
+        for r in &m.recipients {
+            match DirectAddress::parse(&r.address) {
+                Ok(a) => recipients.push(a),
+                Err(e) => return perm(550, "5.1.3", format!("recipient {}: {e}", r.address)),
+            }
+        }
+        let now = crate::clock::now_secs();
+        let prepared = match prepare(&m.body, &sender, &recipients, &self.hostname, now) {
+            Ok(p) => p,
+            Err(e) => {
+                let (code, status) = e.reply();
+                return perm(code, status, e.to_string());
+            }
+        };
+        let snap = match self.keyring.snapshot().await {
+            Ok(s) => s,
+            Err(e) => return temp("4.3.0", format!("keys unavailable: {e}")),
+        };
+        let signers = snap.signing_keys(&sender, now);
+        if signers.is_empty() {
+            return perm(
+                554,
+                "5.7.0",
+                format!(
+                    "no usable signing certificate for {sender} or {}: an admin must import one (hisp cert import)",
+                    sender.domain()
+                ),
+            );
+        }
+        let anchors = snap.outgoing_anchors(sender.domain());
+        // Every recipient at once: the lookups are network round trips.
+        let lookups = recipients.iter().map(|r| {
+            let d = self.discovery.clone();
+            let a = anchors.clone();
+            let r = r.clone();
+            async move { d.discover(&r, &a).await }
+        });
+        let reports: Vec<Arc<Report>> = futures_join_all(lookups).await;
+        if let Some((r, rep)) = recipients
+            .iter()
+            .zip(&reports)
+            .find(|(_, rep)| rep.temporary)
+        {
+            return temp(
+                "4.4.3",
+                format!(
+                    "cannot look up the certificate of {r} right now ({}); try again later",
+                    rep.failure_reason()
+                ),
+            );
+        }
+        let mut by_domain: BTreeMap<String, (Vec<DirectAddress>, Vec<X509>)> = BTreeMap::new();
+        let mut unreachable: Vec<(DirectAddress, String)> = Vec::new();
+        for (r, rep) in recipients.iter().zip(&reports) {
+            let certs = rep.certificates();
+            if certs.is_empty() {
+                unreachable.push((r.clone(), rep.failure_reason()));
+                continue;
+            }
+            let entry = by_domain.entry(r.domain().to_string()).or_default();
+            entry.0.push(r.clone());
+            entry.1.extend(certs);
+        }
+        let message = Arc::new(prepared.message);
+        let mut sealed = Vec::new();
+        for (_, (rcpts, certs)) in by_domain {
+            let (msg, signers, options) = (message.clone(), signers.clone(), self.seal);
+            let result =
+                tokio::task::spawn_blocking(move || seal(&msg, &signers, &certs, &options)).await;
+            match result {
+                Ok(Ok(body)) => sealed.push(Sealed {
+                    recipients: rcpts,
+                    body,
+                }),
+                Ok(Err(e)) => return perm(554, "5.7.0", format!("cannot secure the message: {e}")),
+                Err(e) => {
+                    return temp("4.3.0", format!("internal error securing the message: {e}"));
+                }
+            }
+        }
+        let header = mime::split(&message).header;
+        let final_delivery = final_delivery_requested(header);
+        match self
+            .commit(
+                &sender,
+                &prepared.message_id,
+                &sealed,
+                &unreachable,
+                final_delivery,
+                &message,
+            )
+            .await
+        {
+            Ok(()) => Verdict::Accept(format!(
+                "{} queued: {} recipient(s) signed and encrypted{}",
+                prepared.message_id,
+                sealed.iter().map(|s| s.recipients.len()).sum::<usize>(),
+                if unreachable.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", {} without a usable certificate (a DSN explains)",
+                        unreachable.len()
+                    )
+                }
+            )),
+            Err(e) => temp("4.3.0", format!("cannot store the message: {e}")),
+        }
+    }
+}
+
+impl DirectSubmission {
+    /// Queues every sealed copy, starts tracking, files the DSN for unreachable recipients:
+    /// all or nothing.
+    async fn commit(
+        &self,
+        sender: &DirectAddress,
+        message_id: &str,
+        sealed: &[Sealed],
+        unreachable: &[(DirectAddress, String)],
+        final_delivery: bool,
+        original: &[u8],
+    ) -> Result<(), crate::store::StoreError> {
+        let now_ms = crate::clock::now_ms();
+        let mut tx = self.store.begin_write().await?;
+        for s in sealed {
+            let rcpts: Vec<NewRecipient> = s
+                .recipients
+                .iter()
+                .map(|r| NewRecipient {
+                    address: r.to_string(),
+                    domain: r.domain().to_string(),
+                    notify: None,
+                    orcpt: None,
+                })
+                .collect();
+            enqueue_in(
+                &mut tx,
+                &NewMessage {
+                    message_id,
+                    origin: Origin::Submission,
+                    envelope_from: sender.as_str(),
+                    envid: None,
+                    ret: None,
+                    body: &s.body,
+                    expires_at: now_ms + self.give_up_after.as_millis() as i64,
+                },
+                &rcpts,
+            )
+            .await?;
+            let addrs: Vec<String> = s.recipients.iter().map(|r| r.to_string()).collect();
+            track(
+                &mut tx,
+                message_id,
+                sender.as_str(),
+                &addrs,
+                final_delivery,
+                self.notify_timeout.as_millis() as i64,
+            )
+            .await?;
+        }
+        if !unreachable.is_empty() {
+            let report: Vec<DsnRecipient> = unreachable
+                .iter()
+                .map(|(r, why)| DsnRecipient {
+                    final_recipient: r.to_string(),
+                    original_recipient: None,
+                    status: "5.7.0".into(),
+                    remote_mta: None,
+                    diagnostic: why.clone(),
+                    last_attempt: now_ms / 1000,
+                })
+                .collect();
+            let dsn_id = crate::queue::new_message_id(&self.hostname);
+            let boundary = format!(
+                "dsn-{}",
+                &crate::certinfo::sha256_hex(dsn_id.as_bytes())[..24]
+            );
+            let raw = dsn::build(&dsn::Dsn {
+                reporting_mta: &self.hostname,
+                to: sender.as_str(),
+                message_id: &dsn_id,
+                boundary: &boundary,
+                date: now_ms / 1000,
+                envid: None,
+                arrival_date: now_ms / 1000,
+                recipients: &report,
+                original,
+                return_full: false,
+            });
+            file_dsn(
+                &mut tx,
+                &DsnDelivery {
+                    to_address: sender.to_string(),
+                    message_id: dsn_id,
+                    sender: format!("MAILER-DAEMON@{}", self.hostname),
+                    subject: "Delivery Status Notification (Failure): no usable certificate".into(),
+                    raw,
+                },
+                now_ms,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Runs futures concurrently on this task and collects their outputs in order (a tiny
+/// join_all, to avoid a dependency for one call).
+pub(crate) async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.await {
+            Ok(v) => out.push(v),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}

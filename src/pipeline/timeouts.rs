@@ -1,0 +1,120 @@
+//! The tracking timer (SPEC E30): outbound messages whose processed (or requested dispatched)
+//! MDN has not come by `[notifications] timeout` are marked timed-out and their sender gets
+//! one DSN in their mailbox. Safe with several nodes: the state change is compare-and-set.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::notify::dsn::{self, DsnRecipient};
+use crate::notify::tracking::Event;
+use crate::store::queue::{DsnDelivery, file_dsn};
+use crate::store::tracking::{TrackingRecord, record_event};
+use crate::store::{Store, StoreError};
+
+/// How often overdue records are looked for.
+pub const TICK: Duration = Duration::from_secs(2);
+
+pub struct Timeouts {
+    pub store: Store,
+    pub hostname: String,
+}
+
+impl Timeouts {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = self.run_once().await {
+                eprintln!("hisp: warning: tracking timeouts: {e}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Handles every overdue record now; returns how many timed out.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        loop {
+            let overdue = self
+                .store
+                .tracking_overdue(crate::clock::now_ms(), 100)
+                .await?;
+            if overdue.is_empty() {
+                return Ok(n);
+            }
+            let mut progressed = false;
+            for rec in overdue {
+                if self.time_out(&rec).await? {
+                    n += 1;
+                }
+                progressed = true;
+            }
+            if !progressed {
+                return Ok(n);
+            }
+        }
+    }
+
+    async fn time_out(&self, rec: &TrackingRecord) -> Result<bool, StoreError> {
+        let mut tx = self.store.begin_write().await?;
+        let Some(t) = record_event(
+            &mut tx,
+            &rec.message_id,
+            &rec.recipient,
+            &Event::Timeout,
+            false,
+        )
+        .await?
+        else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        if let Some(why) = &t.dsn {
+            let now = crate::clock::now_ms();
+            let id = crate::queue::new_message_id(&self.hostname);
+            let boundary = format!("dsn-{}", &crate::certinfo::sha256_hex(id.as_bytes())[..24]);
+            let header = format!(
+                "Message-ID: {}\r\nTo: {}\r\nSubject: (message sent to {})\r\n",
+                rec.message_id, rec.recipient, rec.recipient
+            );
+            let raw = dsn::build(&dsn::Dsn {
+                reporting_mta: &self.hostname,
+                to: &rec.sender,
+                message_id: &id,
+                boundary: &boundary,
+                date: now / 1000,
+                envid: None,
+                arrival_date: rec.created_at / 1000,
+                recipients: &[DsnRecipient {
+                    final_recipient: rec.recipient.clone(),
+                    original_recipient: None,
+                    status: "5.4.7".into(),
+                    remote_mta: None,
+                    diagnostic: why.clone(),
+                    last_attempt: now / 1000,
+                }],
+                original: header.as_bytes(),
+                return_full: false,
+            });
+            file_dsn(
+                &mut tx,
+                &DsnDelivery {
+                    to_address: rec.sender.clone(),
+                    message_id: id,
+                    sender: format!("MAILER-DAEMON@{}", self.hostname),
+                    subject: "Delivery Status Notification (Failure): not confirmed in time".into(),
+                    raw,
+                },
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,73 @@
+//! Mailboxes of local addresses: messages delivered here, and notifications about our own.
+
+use super::{Result, Store, now_ms};
+
+/// A message to file for local recipients.
+#[derive(Debug, Clone)]
+pub struct NewMailboxMessage<'a> {
+    pub message_id: &'a str,
+    pub sender: &'a str,
+    pub subject: &'a str,
+    pub raw: &'a [u8],
+}
+
+impl Store {
+    /// Files the message for every address in `addresses` in one transaction. The same
+    /// message from the same sender is filed once per mailbox, so a sender that retries after
+    /// a lost `250` does not create duplicates. Returns how many copies were new.
+    pub async fn deliver_local(
+        &self,
+        addresses: &[String],
+        m: &NewMailboxMessage<'_>,
+    ) -> Result<u64> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let mut filed = 0;
+        for address in addresses {
+            filed += sqlx::query(
+                "INSERT INTO mailbox (address_id, message_id, sender, subject, kind, size, raw, received_at)
+                 SELECT id, $1, $2, $3, 'message', $4, $5, $6 FROM addresses WHERE address = $7
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(m.message_id)
+            .bind(m.sender)
+            .bind(m.subject)
+            .bind(m.raw.len() as i64)
+            .bind(m.raw)
+            .bind(now)
+            .bind(address)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(filed)
+    }
+}
+
+/// Files one message of `kind` (`message`, `mdn` or `dsn`) for `address` inside the caller's
+/// transaction; 0 when that mailbox already holds it (same Message-ID from the same sender)
+/// or the address no longer exists.
+pub async fn file_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    address: &str,
+    kind: &str,
+    m: &NewMailboxMessage<'_>,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO mailbox (address_id, message_id, sender, subject, kind, size, raw, received_at)
+         SELECT id, $1, $2, $3, $4, $5, $6, $7 FROM addresses WHERE address = $8
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(m.message_id)
+    .bind(m.sender)
+    .bind(m.subject)
+    .bind(kind)
+    .bind(m.raw.len() as i64)
+    .bind(m.raw)
+    .bind(now_ms())
+    .bind(address)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
