@@ -182,6 +182,8 @@ pub struct Delivery {
     /// How long a worker owns a claimed queue item before another node may take it.
     pub lease: Duration,
     pub connect_timeout: Duration,
+    /// SMTP port of MX and A/AAAA next hops: 25 (only tests change it).
+    pub port: u16,
 }
 
 impl Default for Delivery {
@@ -197,6 +199,7 @@ impl Default for Delivery {
             workers: 4,
             lease: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(30),
+            port: 25,
         }
     }
 }

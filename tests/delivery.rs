@@ -106,6 +106,7 @@ fn client(route: &str, require_tls: bool) -> SmtpClient<NoMx> {
             require_tls,
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(10),
+            port: 25,
         },
         NoMx,
     )

@@ -1,31 +1,43 @@
-//! Direct end to end: two `hisp serve` processes (separate configs and SQLite stores) and a DNS
-//! server publishing both sides' certificates. A referral submitted over SMTP to gateway A is
-//! discovered, signed, encrypted, delivered to B, decrypted, verified, filed; B's processed and
-//! dispatched MDNs come back signed and encrypted; A's tracking completes. Bad input on B's
-//! inbound port is refused with the cause and stores nothing.
+//! Direct end to end: two `hisp serve` processes (separate configs and stores) and a DNS
+//! server with their CERT, MX and A records. Gateway A listens on 127.0.0.1, B on 127.0.0.2,
+//! both on one port number; B's MX points at 127.0.0.3, where a tap records (and, when told
+//! to, corrupts) what A sends B. A referral submitted over SMTP AUTH to A lands decrypted in
+//! B's mailbox with its attachment byte-identical, only enveloped-data crossed the wire, and
+//! A's status reaches dispatched. Then the failure paths, each ending in its DSN and status.
+//! On SQLite and on PostgreSQL.
 
 mod common;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hisp::devpki::{Ca, Issued};
-use hisp::dns_server::{DnsServer, Zone, ZoneContent};
+use hickory_proto::rr::RData;
+use hickory_proto::rr::rdata::{A, MX};
+use hisp::devpki::{Ca, Issued, Usage};
+use hisp::dns_server::{DnsServer, Zone, ZoneContent, name};
 use sqlx::Row;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::smtp::{Client, b64};
-use common::{Backend, Env};
+use common::{Backend, Env, backends};
 
 const SMITH: &str = "dr.smith@hisp-a.example";
+const WHO: &str = "dr.who@hisp-a.example";
 const JONES: &str = "dr.jones@hisp-b.example";
+const GHOST: &str = "ghost@hisp-b.example";
+const STRANGER: &str = "stranger@hisp-b.example";
+const SILENT: &str = "silent@hisp-b.example";
 
-fn free_port() -> u16 {
-    common::slapd::free_port()
-}
+const A_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const B_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const TAP_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 
 struct Gateway {
     env: Env,
-    inbound: u16,
+    ip: Ipv4Addr,
     submission: u16,
     child: Option<Child>,
 }
@@ -39,62 +51,59 @@ impl Drop for Gateway {
     }
 }
 
-async fn gateway(
-    domain: &str,
-    user: &str,
-    cert: &Issued,
-    root: &Ca,
-    dns: std::net::SocketAddr,
-) -> Gateway {
-    let env = Env::new(Backend::Sqlite).await;
-    env.run(&["domain", "add", domain]).ok();
-    env.run_env(
-        &["address", "add", user, "--password-env", "PW"],
-        &[("PW", "pw-secret")],
-    )
-    .ok();
-    let c = env.write("me.pem", &cert.cert_pem());
-    let k = env.write("me.key", &cert.key_pem());
-    env.import_pem(&c, &k).ok();
-    let anchor = env.write("root.pem", &root.cert.to_pem().unwrap());
-    env.run(&[
-        "anchor",
-        "add",
-        "--domain",
-        domain,
-        "--file",
-        anchor.to_str().unwrap(),
-    ])
-    .ok();
-    Gateway {
-        env,
-        inbound: free_port(),
-        submission: free_port(),
-        child: None,
-    }
-    .configure(dns)
-}
-
 impl Gateway {
-    fn configure(self, dns: std::net::SocketAddr) -> Gateway {
-        let mut config = std::fs::read_to_string(&self.env.config).unwrap();
-        config.push_str(&format!(
-            "[smtp]\nlisten = [\"127.0.0.1:{}\"]\nsubmission_listen = [\"127.0.0.1:{}\"]\nrequire_tls_for_auth = false\n[dns]\nnameservers = [\"{dns}\"]\ntimeout = \"3s\"\nattempts = 1\n[discovery]\nldap_timeout = \"1s\"\n",
-            self.inbound, self.submission
-        ));
-        std::fs::write(&self.env.config, config).unwrap();
-        self
+    async fn new(backend: Backend, domain: &str, ip: Ipv4Addr) -> Gateway {
+        let env = Env::new(backend).await;
+        env.run(&["domain", "add", domain]).ok();
+        Gateway {
+            env,
+            ip,
+            submission: common::slapd::free_port(),
+            child: None,
+        }
     }
 
-    fn route(&self, domain: &str, port: u16) {
+    fn user(&self, address: &str, cert: &Issued) {
+        self.env
+            .run_env(
+                &["address", "add", address, "--password-env", "PW"],
+                &[("PW", "pw-secret")],
+            )
+            .ok();
+        let c = self.env.write("me.pem", &cert.cert_pem());
+        let k = self.env.write("me.key", &cert.key_pem());
+        self.env.import_pem(&c, &k).ok();
+    }
+
+    fn trust(&self, domain: &str, ca: &Ca) {
+        let anchor = self.env.write("anchor.pem", &ca.cert.to_pem().unwrap());
+        self.env
+            .run(&[
+                "anchor",
+                "add",
+                "--domain",
+                domain,
+                "--file",
+                anchor.to_str().unwrap(),
+            ])
+            .ok();
+    }
+
+    fn configure(&self, port: u16, dns: SocketAddr) {
         let mut config = std::fs::read_to_string(&self.env.config).unwrap();
         config.push_str(&format!(
-            "[delivery]\nroutes = {{ \"{domain}\" = \"127.0.0.1:{port}\" }}\nretry = [\"1s\"]\n"
+            "[smtp]\nlisten = [\"{ip}:{port}\"]\nsubmission_listen = [\"127.0.0.1:{sub}\"]\nrequire_tls_for_auth = false\n\
+[delivery]\nport = {port}\nretry = [\"1s\"]\n\
+[dns]\nnameservers = [\"{dns}\"]\ntimeout = \"3s\"\nattempts = 1\n\
+[discovery]\nldap_timeout = \"1s\"\nnegative_cache_ttl = \"1s\"\n\
+[notifications]\ntimeout = \"6s\"\n",
+            ip = self.ip,
+            sub = self.submission,
         ));
         std::fs::write(&self.env.config, config).unwrap();
     }
 
-    async fn start(&mut self) {
+    async fn start(&mut self, port: u16) {
         self.child = Some(
             self.env
                 .command(&["serve"])
@@ -103,8 +112,10 @@ impl Gateway {
                 .spawn()
                 .unwrap(),
         );
-        for port in [self.inbound, self.submission] {
-            let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for addr in [
+            SocketAddr::new(IpAddr::V4(self.ip), port),
+            SocketAddr::new(IpAddr::V4(A_IP), self.submission),
+        ] {
             let mut ok = false;
             for _ in 0..300 {
                 if tokio::net::TcpStream::connect(addr).await.is_ok() {
@@ -132,12 +143,122 @@ impl Gateway {
             .map(|r| (r.get("kind"), r.get("message_id"), r.get("raw")))
             .collect()
     }
+
+    /// Waits for `hisp status` of `message_id` to show `state` for `recipient`.
+    async fn wait_status(
+        &self,
+        message_id: &str,
+        recipient: &str,
+        state: &str,
+    ) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..300 {
+            let run = self.env.run(&["status", message_id, "--json"]);
+            if run.code == 0 {
+                last = run.json();
+                let rec = last["recipients"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["recipient"] == recipient)
+                    .cloned();
+                if let Some(r) = rec
+                    && r["state"] == state
+                {
+                    return r;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{message_id} to {recipient} never reached {state}: {last}");
+    }
+
+    /// Waits for a DSN in `address`'s mailbox that mentions `needle`.
+    async fn wait_dsn(&self, address: &str, needle: &str) -> String {
+        for _ in 0..300 {
+            for (kind, _, raw) in self.mailbox(address).await {
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                if kind == "dsn" && text.contains(needle) {
+                    return text;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no DSN mentioning {needle:?} for {address}");
+    }
 }
 
-const REFERRAL: &str = "From: Dr Smith <dr.smith@hisp-a.example>\r\nTo: dr.jones@hisp-b.example\r\nSubject: Referral: patient 4711\r\nMessage-ID: <referral-1@hisp-a.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nPlease see the attached summary.\r\n--b1\r\nContent-Type: application/pdf; name=\"summary.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IKMSAwIG9iago8PD4+CmVuZG9iagp0cmFpbGVyCjw8Pj4KJSVFT0YK\r\n--b1--\r\n";
+/// A TCP forwarder that records what the client sends, and corrupts the next message's body
+/// when `corrupt` is set.
+struct Tap {
+    seen: Arc<Mutex<Vec<u8>>>,
+    corrupt: Arc<AtomicBool>,
+}
+
+impl Tap {
+    async fn start(listen: SocketAddr, upstream: SocketAddr) -> Tap {
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let corrupt = Arc::new(AtomicBool::new(false));
+        let (s, c) = (seen.clone(), corrupt.clone());
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let (s, c) = (s.clone(), c.clone());
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut dr, mut dw) = down.split();
+                    let (mut ur, mut uw) = up.split();
+                    let to_server = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match dr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            let chunk = &mut buf[..n];
+                            // A big chunk is message content (base64 of the enveloped data):
+                            // flip one character in its middle.
+                            if n > 2000 && c.swap(false, Ordering::SeqCst) {
+                                let i = (n / 2..n)
+                                    .find(|&i| chunk[i].is_ascii_alphanumeric())
+                                    .unwrap_or(n / 2);
+                                chunk[i] = if chunk[i] == b'A' { b'B' } else { b'A' };
+                            }
+                            s.lock().unwrap().extend_from_slice(chunk);
+                            if uw.write_all(chunk).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = uw.shutdown().await;
+                    };
+                    let to_client = async {
+                        let _ = tokio::io::copy(&mut ur, &mut dw).await;
+                        let _ = dw.shutdown().await;
+                    };
+                    tokio::join!(to_server, to_client);
+                });
+            }
+        });
+        Tap { seen, corrupt }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+}
+
+const PDF_B64: &str = "JVBERi0xLjQKJcfsj6IKMSAwIG9iago8PD4+CmVuZG9iagp0cmFpbGVyCjw8Pj4KJSVFT0YK";
+
+fn referral(from: &str, to: &str, id: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: Referral: patient 4711\r\nMessage-ID: <{id}@hisp-a.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nPlease see the attached summary.\r\n--b1\r\nContent-Type: application/pdf; name=\"summary.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{PDF_B64}\r\n--b1--\r\n"
+    )
+}
 
 async fn submit(port: u16, user: &str, rcpt: &str, body: &str, expect: &str) -> String {
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = Client::connect(addr).await;
     assert!(c.reply().await.starts_with("220 "));
     c.cmd("EHLO ehr.example", "250-").await;
@@ -154,40 +275,97 @@ async fn submit(port: u16, user: &str, rcpt: &str, body: &str, expect: &str) -> 
     reply
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn referral_goes_through_with_processed_and_dispatched_mdns() {
+fn pdf_bytes(message: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(message);
+    let part = text
+        .split("Content-Transfer-Encoding: base64\r\n\r\n")
+        .nth(1)
+        .unwrap();
+    let b64: String = part
+        .split("\r\n--b1--")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    openssl::base64::decode_block(&b64).unwrap()
+}
+
+async fn end_to_end(backend: Backend) {
     let root = Ca::root("Direct E2E Root").unwrap();
+    let other_ca = Ca::root("A community B does not trust").unwrap();
     let smith = root.leaf().email(SMITH).build().unwrap();
+    let who = other_ca.leaf().email(WHO).build().unwrap();
     let jones = root.leaf().email(JONES).build().unwrap();
+    let ghost = root.leaf().email(GHOST).build().unwrap();
+    let stranger = other_ca.leaf().email(STRANGER).build().unwrap();
+    // Can decrypt but not sign: B receives for this address but never answers with an MDN.
+    let silent = root
+        .leaf()
+        .email(SILENT)
+        .usage(Usage::EncryptOnly)
+        .build()
+        .unwrap();
+
+    let port = common::slapd::free_port();
     let zone = Zone::new();
     let mut content = ZoneContent::new();
     content.origin("hisp-a.example").unwrap();
     content.origin("hisp-b.example").unwrap();
-    content
-        .cert("dr.smith.hisp-a.example", &smith.cert_der())
-        .unwrap();
-    content
-        .cert("dr.jones.hisp-b.example", &jones.cert_der())
-        .unwrap();
+    for (owner, cert) in [
+        ("dr.smith.hisp-a.example", &smith),
+        ("dr.who.hisp-a.example", &who),
+        ("dr.jones.hisp-b.example", &jones),
+        ("ghost.hisp-b.example", &ghost),
+        ("stranger.hisp-b.example", &stranger),
+        ("silent.hisp-b.example", &silent),
+    ] {
+        content.cert(owner, &cert.cert_der()).unwrap();
+    }
+    for (domain, mx, ip) in [
+        ("hisp-a.example", "mx.hisp-a.example", A_IP),
+        ("hisp-b.example", "mx.hisp-b.example", TAP_IP),
+    ] {
+        content
+            .record(domain, 60, RData::MX(MX::new(10, name(mx).unwrap())))
+            .unwrap();
+        content.record(mx, 60, RData::A(A(ip))).unwrap();
+    }
     zone.replace(content);
     let dns = DnsServer::start("127.0.0.1:0".parse().unwrap(), zone)
         .await
         .unwrap();
 
-    let mut a = gateway("hisp-a.example", SMITH, &smith, &root, dns.local_addr).await;
-    let mut b = gateway("hisp-b.example", JONES, &jones, &root, dns.local_addr).await;
-    a.route("hisp-b.example", b.inbound);
-    b.route("hisp-a.example", a.inbound);
-    a.start().await;
-    b.start().await;
+    let mut a = Gateway::new(backend, "hisp-a.example", A_IP).await;
+    a.user(SMITH, &smith);
+    a.user(WHO, &who);
+    a.trust("hisp-a.example", &root);
+    a.configure(port, dns.local_addr);
+    let mut b = Gateway::new(backend, "hisp-b.example", B_IP).await;
+    b.user(JONES, &jones);
+    b.user(SILENT, &silent);
+    b.trust("hisp-b.example", &root);
+    b.configure(port, dns.local_addr);
+    let tap = Tap::start(
+        SocketAddr::new(IpAddr::V4(TAP_IP), port),
+        SocketAddr::new(IpAddr::V4(B_IP), port),
+    )
+    .await;
+    a.start(port).await;
+    b.start(port).await;
 
-    let reply = submit(a.submission, SMITH, JONES, REFERRAL, "250 2.0.0").await;
+    // The referral.
+    let reply = submit(
+        a.submission,
+        SMITH,
+        JONES,
+        &referral(SMITH, JONES, "r1"),
+        "250 2.0.0",
+    )
+    .await;
     assert!(
-        reply.contains("<referral-1@hisp-a.example> queued: 1 recipient(s) signed and encrypted"),
+        reply.contains("<r1@hisp-a.example> queued: 1 recipient(s) signed and encrypted"),
         "{reply}"
     );
-
-    // B: the message arrives, decrypted and verified, exactly as written.
     let mut inbox = Vec::new();
     for _ in 0..300 {
         inbox = b.mailbox(JONES).await;
@@ -200,94 +378,148 @@ async fn referral_goes_through_with_processed_and_dispatched_mdns() {
     let (kind, id, raw) = &inbox[0];
     assert_eq!(
         (kind.as_str(), id.as_str()),
-        ("message", "<referral-1@hisp-a.example>")
+        ("message", "<r1@hisp-a.example>")
     );
-    let text = String::from_utf8_lossy(raw);
-    assert!(
-        text.contains("Subject: Referral: patient 4711\r\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("JVBERi0xLjQKJcfsj6IKMSAwIG9iago8PD4+CmVuZG9iagp0cmFpbGVyCjw8Pj4KJSVFT0YK")
-    );
-    assert!(
-        text.contains(
-            "Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true"
-        ),
-        "{text}"
-    );
+    let expected_pdf = openssl::base64::decode_block(PDF_B64).unwrap();
+    assert_eq!(pdf_bytes(raw), expected_pdf, "attachment byte-identical");
+    a.wait_status("<r1@hisp-a.example>", JONES, "dispatched")
+        .await;
+    let kinds: Vec<String> = a
+        .mailbox(SMITH)
+        .await
+        .into_iter()
+        .map(|(k, _, _)| k)
+        .collect();
+    assert_eq!(kinds, ["mdn"], "the dispatched MDN, not the processed one");
 
-    // A: tracking reaches dispatched; the dispatched MDN is in Dr Smith's mailbox, the
-    // processed one (by default) is not.
-    let mut state = String::new();
-    for _ in 0..300 {
-        let status = a
-            .env
-            .run(&["status", "<referral-1@hisp-a.example>", "--json"]);
-        if status.code == 0 {
-            state = status.json()["recipients"][0]["state"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            if state == "dispatched" {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // What crossed from A to B: enveloped data only, no plaintext.
+    let wire = tap.text();
+    assert!(
+        wire.contains("Content-Type: application/pkcs7-mime; smime-type=enveloped-data"),
+        "{wire}"
+    );
+    for secret in [
+        "Referral: patient 4711",
+        "Please see the attached summary",
+        PDF_B64,
+    ] {
+        assert!(!wire.contains(secret), "plaintext {secret:?} on the wire");
     }
-    assert_eq!(state, "dispatched");
-    let smith_box = a.mailbox(SMITH).await;
-    let kinds: Vec<&str> = smith_box.iter().map(|(k, _, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["mdn"], "{kinds:?}");
-    let mdn = String::from_utf8_lossy(&smith_box[0].2);
-    assert!(
-        mdn.contains("Disposition: automatic-action/MDN-sent-automatically; dispatched"),
-        "{mdn}"
-    );
-    assert!(mdn.contains("X-DIRECT-FINAL-DESTINATION-DELIVERY"), "{mdn}");
 
-    // The same message again (a retry after a lost 250) is acknowledged, not filed twice.
-    submit(a.submission, SMITH, JONES, REFERRAL, "250 2.0.0").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(b.mailbox(JONES).await.len(), 1);
-
-    // B's inbound port refuses what isn't Direct, saying why, and stores nothing.
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", b.inbound).parse().unwrap();
-    let mut c = Client::connect(addr).await;
+    // Replay: the exact bytes A sent, sent again straight to B, are acknowledged but not filed twice.
+    let data_start = wire.find("\r\nDATA\r\n").map(|i| i + 8).unwrap();
+    let data = &wire[data_start..];
+    let data_end = data.find("\r\n.\r\n").unwrap() + 5;
+    let mut c = Client::connect(SocketAddr::new(IpAddr::V4(B_IP), port)).await;
     assert!(c.reply().await.starts_with("220 "));
-    c.cmd("EHLO mallory.example", "250-").await;
+    c.cmd("EHLO replay.example", "250-").await;
     c.cmd(&format!("MAIL FROM:<{SMITH}>"), "250").await;
     c.cmd(&format!("RCPT TO:<{JONES}>"), "250").await;
     c.cmd("DATA", "354").await;
-    let refused = c
-        .cmd("From: dr.smith@hisp-a.example\r\nTo: dr.jones@hisp-b.example\r\nSubject: plain\r\n\r\nnot encrypted\r\n.", "554 5.7.1")
-        .await;
-    assert!(refused.contains("not encrypted"), "{refused}");
-    c.cmd("RCPT TO:<someone@elsewhere.example>", "503").await;
-    assert_eq!(b.mailbox(JONES).await.len(), 1);
+    c.send(&data[..data_end]).await;
+    assert!(c.reply().await.starts_with("250 "));
+    c.cmd("QUIT", "221").await;
+    assert_eq!(
+        b.mailbox(JONES).await.len(),
+        1,
+        "a replayed message is not stored twice"
+    );
 
-    // A recipient without a certificate: accepted, and a DSN tells the sender why.
-    let nobody = REFERRAL
-        .replace(JONES, "nobody@hisp-b.example")
-        .replace("referral-1", "referral-2");
+    // Tampered in transit: B refuses it in DATA, A tells the sender.
+    tap.corrupt.store(true, Ordering::SeqCst);
     submit(
         a.submission,
         SMITH,
-        "nobody@hisp-b.example",
-        &nobody,
+        JONES,
+        &referral(SMITH, JONES, "r2"),
         "250 2.0.0",
     )
     .await;
-    let smith_box = a.mailbox(SMITH).await;
-    let dsn = smith_box
-        .iter()
-        .find(|(k, _, _)| k == "dsn")
-        .expect("a DSN for the unreachable recipient");
-    let dsn_text = String::from_utf8_lossy(&dsn.2);
+    let rec = a.wait_status("<r2@hisp-a.example>", JONES, "failed").await;
     assert!(
-        dsn_text.contains("nobody@hisp-b.example") && dsn_text.contains("no certificate"),
-        "{dsn_text}"
+        rec["reason"].as_str().unwrap().contains("554 5."),
+        "{rec}"
     );
+    a.wait_dsn(SMITH, "r2@hisp-a.example").await;
+    assert_eq!(b.mailbox(JONES).await.len(), 1);
+
+    // Unknown recipient at B (its certificate is published, the mailbox doesn't exist).
+    submit(
+        a.submission,
+        SMITH,
+        GHOST,
+        &referral(SMITH, GHOST, "r3"),
+        "250 2.0.0",
+    )
+    .await;
+    let rec = a.wait_status("<r3@hisp-a.example>", GHOST, "failed").await;
+    assert!(rec["reason"].as_str().unwrap().contains("5.1.1"), "{rec}");
+    a.wait_dsn(SMITH, GHOST).await;
+
+    // No certificate at all: nobody is sent anything, the DSN says why.
+    let nobody = "nobody@hisp-b.example";
+    submit(
+        a.submission,
+        SMITH,
+        nobody,
+        &referral(SMITH, nobody, "r4"),
+        "250 2.0.0",
+    )
+    .await;
+    let dsn = a.wait_dsn(SMITH, nobody).await;
+    assert!(dsn.contains("no certificate"), "{dsn}");
+
+    // The recipient's certificate is not trusted by A.
+    submit(
+        a.submission,
+        SMITH,
+        STRANGER,
+        &referral(SMITH, STRANGER, "r5"),
+        "250 2.0.0",
+    )
+    .await;
+    let dsn = a.wait_dsn(SMITH, STRANGER).await;
+    assert!(dsn.contains("untrusted"), "{dsn}");
+
+    // A's sender is not trusted by B: B refuses in DATA, A's DSN goes to Dr Who.
+    submit(
+        a.submission,
+        WHO,
+        JONES,
+        &referral(WHO, JONES, "r6"),
+        "250 2.0.0",
+    )
+    .await;
+    let rec = a.wait_status("<r6@hisp-a.example>", JONES, "failed").await;
+    assert!(
+        rec["reason"].as_str().unwrap().contains("untrusted signer"),
+        "{rec}"
+    );
+    a.wait_dsn(WHO, "r6@hisp-a.example").await;
+
+    // B takes the message but never sends an MDN: A times out and tells the sender once.
+    submit(
+        a.submission,
+        SMITH,
+        SILENT,
+        &referral(SMITH, SILENT, "r7"),
+        "250 2.0.0",
+    )
+    .await;
+    let rec = a
+        .wait_status("<r7@hisp-a.example>", SILENT, "timed-out")
+        .await;
+    assert_eq!(rec["dsn_sent"], true, "{rec}");
+    let dsn = a.wait_dsn(SMITH, "not confirmed").await;
+    assert!(dsn.contains(SILENT), "{dsn}");
+    assert_eq!(b.mailbox(SILENT).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn referral_and_failure_paths_on_every_backend() {
+    for backend in backends() {
+        end_to_end(backend).await;
+    }
 }
 
 #[test]

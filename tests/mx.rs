@@ -106,7 +106,7 @@ async fn mx_hosts_in_preference_order_then_address_fallback() {
     let mx = r.mx("c.example").await.unwrap();
     let routes = Default::default();
     assert_eq!(
-        next_hops("c.example", &routes, &mx),
+        next_hops("c.example", &routes, &mx, 25),
         ["mx1.c.example:25", "mx2.c.example:25"]
     );
     assert_eq!(
@@ -117,7 +117,7 @@ async fn mx_hosts_in_preference_order_then_address_fallback() {
     let none = r.mx("nomx.example").await.unwrap();
     assert!(none.is_empty());
     assert_eq!(
-        next_hops("nomx.example", &routes, &none),
+        next_hops("nomx.example", &routes, &none, 25),
         ["nomx.example:25"]
     );
     assert_eq!(

@@ -201,6 +201,7 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
         require_tls: ctx.config.delivery.require_tls,
         connect_timeout: ctx.config.delivery.connect_timeout.std(),
         command_timeout: std::time::Duration::from_secs(300),
+        port: ctx.config.delivery.port,
     };
     let dns = HickoryMx::new(&ctx.config.dns).map_err(|e| CliError::Failed(e.into()))?;
     let mut workers = JoinSet::new();

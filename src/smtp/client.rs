@@ -62,6 +62,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// RFC 5321 4.5.3.2 allows 5 minutes per command and 10 for the final dot.
     pub command_timeout: Duration,
+    /// The port of MX and A/AAAA hops (routes carry their own).
+    pub port: u16,
 }
 
 /// The hosts to try for `domain`, in order, as `host:port`.
@@ -69,18 +71,19 @@ pub fn next_hops(
     domain: &str,
     routes: &BTreeMap<String, String>,
     mx: &[(u16, String)],
+    port: u16,
 ) -> Vec<String> {
     if let Some(route) = routes.get(domain) {
         return vec![route.clone()];
     }
     if mx.is_empty() {
-        return vec![format!("{domain}:25")];
+        return vec![format!("{domain}:{port}")];
     }
     let mut sorted = mx.to_vec();
     sorted.sort_by_key(|(pref, _)| *pref);
     sorted
         .into_iter()
-        .map(|(_, host)| format!("{}:25", host.trim_end_matches('.')))
+        .map(|(_, host)| format!("{}:{port}", host.trim_end_matches('.')))
         .collect()
 }
 
@@ -609,7 +612,7 @@ impl<R: Resolve> SmtpClient<R> {
             }
         };
         let mut why = Vec::new();
-        for hop in next_hops(domain, &self.config.routes, &mx) {
+        for hop in next_hops(domain, &self.config.routes, &mx, self.config.port) {
             let open = match self.reuse(&hop).await {
                 Some(idle) => Ok(idle),
                 None => self.connect(&hop).await,
@@ -680,16 +683,16 @@ mod tests {
         let mut routes = BTreeMap::new();
         routes.insert("b.example".to_string(), "127.0.0.1:2526".to_string());
         assert_eq!(
-            next_hops("b.example", &routes, &[(1, "mx".into())]),
+            next_hops("b.example", &routes, &[(1, "mx".into())], 25),
             ["127.0.0.1:2526"]
         );
-        assert_eq!(next_hops("c.example", &routes, &[]), ["c.example:25"]);
+        assert_eq!(next_hops("c.example", &routes, &[], 25), ["c.example:25"]);
         let mx = [
             (20, "mx2.c.example.".to_string()),
             (10, "mx1.c.example.".to_string()),
         ];
         assert_eq!(
-            next_hops("c.example", &routes, &mx),
+            next_hops("c.example", &routes, &mx, 25),
             ["mx1.c.example:25", "mx2.c.example:25"]
         );
     }
