@@ -253,13 +253,48 @@ impl<T: Transport> Worker<T> {
     }
 
     async fn work_message(&self, group: &[Claimed]) -> Result<usize, QueueError> {
-        let message = match self.store.queued_message(group[0].message).await {
+        // Earlier messages of the batch may have taken longer than the lease: keep only the
+        // recipients still ours, and push their lease out for this delivery.
+        let lease = self.policy.lease.as_millis() as i64;
+        let ids: Vec<i64> = group.iter().map(|c| c.id).collect();
+        let now = now_ms();
+        let held = self
+            .store
+            .renew_leases(&self.owner, &ids, now, now + lease)
+            .await?;
+        let group: Vec<Claimed> = group
+            .iter()
+            .filter(|c| held.contains(&c.id))
+            .cloned()
+            .collect();
+        let Some(first) = group.first() else {
+            return Ok(0);
+        };
+        let message = match self.store.queued_message(first.message).await {
             Ok(m) => m,
             // Removed since the claim (e.g. by an admin): nothing left to do for these rows.
             Err(StoreError::NotFound(_)) => return Ok(0),
             Err(e) => return Err(e.into()),
         };
-        let attempts = self.transport.deliver(&message, group).await;
+        let attempts = {
+            let deliver = self.transport.deliver(&message, &group);
+            tokio::pin!(deliver);
+            // A delivery may outlast the lease (slow peers, long timeouts): renew it while
+            // the delivery runs so no other node takes these recipients meanwhile.
+            let every = std::time::Duration::from_millis((lease / 3).max(1) as u64);
+            loop {
+                tokio::select! {
+                    a = &mut deliver => break a,
+                    _ = tokio::time::sleep(every) => {
+                        let now = now_ms();
+                        if let Err(e) = self.store.renew_leases(&self.owner, &held, now, now + lease).await {
+                            eprintln!("hisp: delivery worker {}: cannot renew leases: {e}", self.owner);
+                        }
+                    }
+                }
+            }
+        };
+        let group = group.as_slice();
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(group.len());
         let mut tracked = Vec::new();

@@ -536,3 +536,92 @@ async fn two_nodes_drain_one_queue_on_every_backend() {
         two_nodes_drain_one_queue(b).await;
     }
 }
+
+/// A transport that takes its time, as a slow peer would.
+#[derive(Clone)]
+struct Slow(Duration, Counting);
+
+impl Transport for Slow {
+    async fn deliver(&self, m: &QueuedMessage, rcpts: &[Claimed]) -> Vec<Attempt> {
+        tokio::time::sleep(self.0).await;
+        self.1.deliver(m, rcpts).await
+    }
+}
+
+/// A delivery that outlasts its lease keeps the lease (renewed while it runs), so another
+/// node cannot take the same recipient meanwhile; a lease that did run out is not renewed.
+async fn leases_are_renewed_during_slow_deliveries(backend: Backend) {
+    let dir = TempDir::new("queue");
+    let (store, url) = store(backend, &dir).await;
+    let other = Store::open(&url, 2).await.unwrap();
+    enqueue(
+        &store,
+        "h",
+        Duration::from_secs(600),
+        &envelope("a@a.example", &["slow@b.example"]),
+        BODY,
+    )
+    .await
+    .unwrap();
+    let mut p = policy();
+    p.lease = Duration::from_millis(300);
+    let counting = Counting::default();
+    let slow = Worker::new(
+        store.clone(),
+        "slow",
+        p.clone(),
+        Slow(Duration::from_millis(1200), counting.clone()),
+    );
+    let fast = Worker::new(other, "fast", p, counting.clone());
+    let running = tokio::spawn(async move { slow.run_once().await.unwrap() });
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fast.run_once().await.unwrap(), 0, "took a leased recipient");
+    }
+    assert_eq!(running.await.unwrap(), 1);
+    assert_eq!(
+        counting.seen.lock().unwrap().get("slow@b.example"),
+        Some(&1)
+    );
+
+    enqueue(
+        &store,
+        "h",
+        Duration::from_secs(600),
+        &envelope("a@a.example", &["late@b.example"]),
+        BODY,
+    )
+    .await
+    .unwrap();
+    let now = hisp::store::now_ms();
+    let got = store.claim_due("w", now, 1_000, 10).await.unwrap();
+    let ids: Vec<i64> = got.iter().map(|c| c.id).collect();
+    assert_eq!(
+        store
+            .renew_leases("w", &ids, now + 999, now + 5_000)
+            .await
+            .unwrap(),
+        ids
+    );
+    assert!(
+        store
+            .renew_leases("other", &ids, now, now + 9_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .renew_leases("w", &ids, now + 5_000, now + 9_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_are_renewed_on_every_backend() {
+    for b in backends() {
+        leases_are_renewed_during_slow_deliveries(b).await;
+    }
+}

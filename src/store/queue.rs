@@ -286,6 +286,39 @@ impl Store {
         Ok(settled)
     }
 
+    /// Extends `owner`'s leases on `ids` to `until`, but only where the lease is still held
+    /// and not yet run out at `now`; returns the ids still held. A worker calls this before
+    /// each message of its batch and while a delivery runs, so a slow batch never works on
+    /// a recipient another node has meanwhile taken over.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<i64>> {
+        let mut tx = self.begin_write().await?;
+        let mut held = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let n = sqlx::query(
+                "UPDATE queue_recipients SET lease_until = $1
+                 WHERE id = $2 AND lease_owner = $3 AND lease_until > $4 AND state = 'pending'",
+            )
+            .bind(until)
+            .bind(id)
+            .bind(owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                held.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+
     /// Gives back leases without recording an attempt (shutdown, or work not started).
     pub async fn release(&self, owner: &str, ids: &[i64]) -> Result<()> {
         let mut tx = self.begin_write().await?;

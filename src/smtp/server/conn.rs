@@ -77,21 +77,28 @@ impl Conn {
     /// Flushes pending replies, then reads more input (at most `timeout` waiting).
     pub async fn fill(&mut self, timeout: Duration) -> Result<(), ReadError> {
         self.flush().await.map_err(|_| ReadError::Closed)?;
-        let mut chunk = [0u8; 16 * 1024];
+        // Straight into the input buffer: a read buffer inside this future would be held by
+        // every idle session for as long as it waits.
+        self.input.reserve(4096);
+        let input = &mut self.input;
         let read = async {
             match &mut self.stream {
-                Stream::Plain(s) => s.read(&mut chunk).await,
-                Stream::Tls(s) => s.read(&mut chunk).await,
+                Stream::Plain(s) => s.read_buf(input).await,
+                Stream::Tls(s) => s.read_buf(input).await,
                 Stream::Gone => Ok(0),
             }
         };
         match tokio::time::timeout(timeout, read).await {
             Err(_) => Err(ReadError::TimedOut),
             Ok(Err(_)) | Ok(Ok(0)) => Err(ReadError::Closed),
-            Ok(Ok(n)) => {
-                self.input.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Gives back memory after a large message so idle sessions stay small.
+    pub fn shrink(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > 64 * 1024 {
+            self.input = Vec::with_capacity(1024);
         }
     }
 

@@ -91,6 +91,7 @@ impl<P: Pipeline> Session<P> {
                 }
             }
         }
+        self.conn.shrink();
         let Some(tx) = self.tx.take() else {
             return self.reply(Reply::new(503, "5.5.1", "send MAIL first"));
         };
