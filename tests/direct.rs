@@ -436,10 +436,7 @@ async fn end_to_end(backend: Backend) {
     )
     .await;
     let rec = a.wait_status("<r2@hisp-a.example>", JONES, "failed").await;
-    assert!(
-        rec["reason"].as_str().unwrap().contains("554 5."),
-        "{rec}"
-    );
+    assert!(rec["reason"].as_str().unwrap().contains("554 5."), "{rec}");
     a.wait_dsn(SMITH, "r2@hisp-a.example").await;
     assert_eq!(b.mailbox(JONES).await.len(), 1);
 
