@@ -11,10 +11,11 @@
 //! random key of the right length is used instead, so that failure shows up only as the
 //! content not decrypting — the same error, after the same work, as any wrong key.
 
+use openssl::cipher_ctx::CipherCtx;
 use openssl::md::Md;
 use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
-use openssl::symm::{Cipher, Crypter, Mode};
+use openssl::symm::Cipher;
 use zeroize::Zeroize;
 
 use super::LocalKey;
@@ -93,7 +94,7 @@ pub(super) fn enveloped<'k>(der_bytes: &[u8], keys: &'k [LocalKey]) -> Option<Ou
         Transport::OaepSha256 => "rsa-oaep",
     };
     let mut cek = unwrap_key(key, transport, encrypted_key.content, cipher.key_len());
-    let plain = decrypt_content(cipher, &cek, iv, ciphertext.content, mac);
+    let plain = decrypt_content(name, &cek, iv, ciphertext.content, mac);
     cek.zeroize();
     Some(match plain {
         Some(p) => Outcome::Plain(p, key, name, transport_name),
@@ -171,7 +172,7 @@ fn our_key<'k>(rid: &Tlv<'_>, keys: &'k [LocalKey]) -> Option<&'k LocalKey> {
                 return None;
             }
             for k in keys {
-                let cert_der = k.cert.to_der().ok()?;
+                let cert_der = super::certcache::der(&k.cert).ok()?;
                 let (c_issuer, c_serial) = der::issuer_and_serial(&cert_der)?;
                 let (c_issuer, c_serial) = (der::read(c_issuer)?.0, der::read(c_serial)?.0);
                 // OpenSSL 3 refuses padded INTEGERs, so serials are equal iff their bytes are.
@@ -234,20 +235,23 @@ fn rsa_decrypt(
 /// Decrypts; with GCM the tag is checked before anything is returned, and nothing
 /// unauthenticated is left behind in memory.
 fn decrypt_content(
-    cipher: Cipher,
+    cipher: &str,
     cek: &[u8],
     iv: &[u8],
     ciphertext: &[u8],
     tag: Option<&[u8]>,
 ) -> Option<Vec<u8>> {
-    let mut crypter = Crypter::new(cipher, Mode::Decrypt, cek, Some(iv)).ok()?;
-    let mut out = vec![0u8; ciphertext.len() + cipher.block_size()];
+    let mut crypter = CipherCtx::new().ok()?;
+    crypter
+        .decrypt_init(Some(super::evp::aes(cipher).ok()?), Some(cek), Some(iv))
+        .ok()?;
+    let mut out = vec![0u8; ciphertext.len() + crypter.block_size()];
     let mut run = || -> Result<usize, openssl::error::ErrorStack> {
-        let n = crypter.update(ciphertext, &mut out)?;
         if let Some(tag) = tag {
             crypter.set_tag(tag)?;
         }
-        Ok(n + crypter.finalize(&mut out[n..])?)
+        let n = crypter.cipher_update(ciphertext, Some(&mut out))?;
+        Ok(n + crypter.cipher_final(&mut out[n..])?)
     };
     match run() {
         Ok(n) => {

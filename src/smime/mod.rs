@@ -10,6 +10,7 @@ mod decrypt;
 pub mod der;
 #[cfg(test)]
 mod direct_tests;
+mod evp;
 pub mod ffi;
 pub mod mime;
 mod verify;
