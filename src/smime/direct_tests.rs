@@ -74,6 +74,8 @@ const ID_DATA: &str = "1.2.840.113549.1.7.1";
 /// How the hand-made SignedData below is varied.
 #[derive(Default)]
 struct Variant {
+    /// Keep the attributes in the given order instead of DER order.
+    unsorted: bool,
     /// Signed attributes in place of the usual ones; `Some(vec![])` means none at all.
     attrs: Option<Vec<Vec<u8>>>,
     by_ski: bool,
@@ -91,7 +93,12 @@ fn signed(content: &[u8], signer: &Issued, v: &Variant) -> Vec<u8> {
             attribute(MESSAGE_DIGEST, &tlv(OCTET_STRING, &digest)),
         ]
     });
-    let signed_attrs = der::set_of(attrs.clone());
+    let signed_attrs = if v.unsorted {
+        let parts: Vec<&[u8]> = attrs.iter().map(Vec::as_slice).collect();
+        cons(SET, &parts)
+    } else {
+        der::set_of(attrs.clone())
+    };
     let mut s = Signer::new(MessageDigest::sha256(), &signer.key).unwrap();
     s.update(if attrs.is_empty() {
         content
@@ -450,4 +457,27 @@ fn non_minimal_lengths_in_signed_attributes_are_left_to_openssl() {
     assert!(der::read_der(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5]).is_none());
     assert!(der::read_der(&[0x04, 0x82, 0x00, 0x90]).is_none());
     assert!(der::read_der(&[0x04, 0x05, 1, 2, 3, 4, 5]).is_some());
+}
+
+#[test]
+fn attributes_out_of_der_order_are_left_to_openssl() {
+    let p = pki();
+    let digest = hash(MessageDigest::sha256(), ENTITY).unwrap();
+    let mut attrs = vec![
+        attribute(CONTENT_TYPE, &der::oid(ID_DATA)),
+        attribute(MESSAGE_DIGEST, &tlv(OCTET_STRING, &digest)),
+    ];
+    attrs.sort();
+    attrs.reverse();
+    let e = signed(
+        ENTITY,
+        &p.alice,
+        &Variant {
+            attrs: Some(attrs),
+            unsorted: true,
+            ..Default::default()
+        },
+    );
+    assert!(!direct_accepts(&e));
+    let _ = verify_agrees(&e);
 }

@@ -163,15 +163,22 @@ fn signed_attributes(signer_info: &[u8]) -> Option<&[u8]> {
 /// Checks the signed attributes and returns the message-digest value. Accepted: each
 /// attribute once, with one value, in DER; content-type id-data and a 32-byte message digest
 /// (both required), and optionally signing-time and SMIMECapabilities. Anything else (other
-/// attributes, several values, which OpenSSL would re-encode sorted, non-minimal lengths) goes
-/// to OpenSSL.
+/// attributes, several values, which OpenSSL would re-encode sorted, non-minimal lengths,
+/// attributes out of DER order) goes to OpenSSL.
 fn checked_attributes(attrs: &[u8]) -> Option<&[u8]> {
     let mut seen: [bool; 4] = [false; 4];
     let mut digest = None;
     let mut rest = attrs;
+    let mut previous: &[u8] = &[];
     while !rest.is_empty() {
-        let (attr, _, next) = der::read_der(rest)?;
+        let (attr, whole, next) = der::read_der(rest)?;
         rest = next;
+        // DER order (X.690 11.6), which RFC 5652 requires: then the bytes verified here are
+        // the same whether OpenSSL re-encodes the SET in received or in sorted order.
+        if whole <= previous {
+            return None;
+        }
+        previous = whole;
         let (oid, _, after_oid) = der::read_der(attr.content)?;
         let (values, _, after_values) = der::read_der(after_oid)?;
         let (value, _, after_value) = der::read_der(values.content)?;
