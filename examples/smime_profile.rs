@@ -203,7 +203,8 @@ pub fn ratios(msg: &[u8], signer: &[LocalKey], reader: &[LocalKey], sealed: &[u8
         .unwrap();
     wrapped.truncate(n);
     let policy = AlgorithmPolicy::default();
-    let mut ops: Vec<(&str, Box<dyn FnMut()>)> = vec![
+    type Op<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+    let mut ops: Vec<Op> = vec![
         (
             "rsa sign",
             Box::new(|| {
