@@ -506,18 +506,46 @@ pub fn open(
     keys: &[LocalKey],
     policy: &AlgorithmPolicy,
 ) -> Result<Opened, SmimeError> {
-    let (entity, key, content_cipher, key_transport) = decrypt(message, keys, policy)?;
+    let (mut entity, key, content_cipher, key_transport) = decrypt(message, keys, policy)?;
     mime::check_depth(&entity, MAX_MIME_DEPTH)?;
-    let verified = verify_in_place(&entity, policy)?;
-    let (inner, wrapped) = wrap::unwrap(&verified.content);
+    let InPlace {
+        content,
+        signers,
+        certificates,
+        digest,
+    } = verify_in_place(&entity, policy)?;
+    let (inner, wrapped) = wrap::unwrap(&content);
+    // The message is usually a slice of the decrypted entity: keep it in that buffer (one
+    // memmove) rather than copying it into a new one — for a large message a fresh buffer
+    // costs more in page faults than the copy itself.
+    let (span, copy) = match &content {
+        Cow::Borrowed(_) => {
+            let span = (inner.as_ptr() as usize)
+                .checked_sub(entity.as_ptr() as usize)
+                .map(|start| start..start + inner.len())
+                .filter(|span| span.end <= entity.len());
+            let copy = span.is_none().then(|| inner.to_vec());
+            (span, copy)
+        }
+        Cow::Owned(_) => (None, Some(inner.to_vec())),
+    };
+    drop(content);
+    let message = match (span, copy) {
+        (Some(span), _) => {
+            entity.truncate(span.end);
+            entity.drain(..span.start);
+            entity
+        }
+        (None, copy) => copy.unwrap_or_default(),
+    };
     Ok(Opened {
-        message: inner.to_vec(),
+        message,
         wrapped,
-        signers: verified.signers,
-        certificates: verified.certificates,
+        signers,
+        certificates,
         decrypted_with: key.cert.clone(),
         content_cipher,
         key_transport,
-        digest: verified.digest,
+        digest,
     })
 }
