@@ -9,8 +9,7 @@
 //! interop tests against openssl, gpgsm and NSS.
 
 use openssl::cipher_ctx::CipherCtx;
-use openssl::hash::{Hasher, MessageDigest};
-use openssl::sign::Signer;
+use openssl::md_ctx::MdCtx;
 use openssl::symm::Cipher;
 use openssl::x509::X509;
 
@@ -84,11 +83,20 @@ pub fn signed_data(
     signers: &[LocalKey],
     now: i64,
 ) -> Result<Vec<u8>, SmimeError> {
-    let mut hasher = Hasher::new(MessageDigest::sha256()).map_err(openssl_err("SHA-256"))?;
+    let sha256_md = super::evp::sha256().map_err(openssl_err("SHA-256"))?;
+    let mut hasher = MdCtx::new().map_err(openssl_err("SHA-256"))?;
+    hasher
+        .digest_init(sha256_md)
+        .map_err(openssl_err("SHA-256"))?;
     for piece in content {
-        hasher.update(piece).map_err(openssl_err("SHA-256"))?;
+        hasher
+            .digest_update(piece)
+            .map_err(openssl_err("SHA-256"))?;
     }
-    let digest = hasher.finish().map_err(openssl_err("SHA-256"))?;
+    let mut digest = [0u8; 32];
+    hasher
+        .digest_final(&mut digest)
+        .map_err(openssl_err("SHA-256"))?;
     let sha256 = der::algorithm(ID_SHA256, None);
     let rsa = der::algorithm(RSA_ENCRYPTION, Some(NULL));
     let signed_attrs = der::set_of(vec![
@@ -101,12 +109,14 @@ pub fn signed_data(
     for s in signers {
         let der_cert = cert_der(&s.cert)?;
         // The signature covers the attributes DER-encoded as a SET (RFC 5652 5.4).
-        let mut signer =
-            Signer::new(MessageDigest::sha256(), &s.key).map_err(openssl_err("signing"))?;
+        let mut signer = MdCtx::new().map_err(openssl_err("signing"))?;
         signer
-            .update(&signed_attrs)
+            .digest_sign_init(Some(sha256_md), &s.key)
             .map_err(openssl_err("signing"))?;
-        let signature = signer.sign_to_vec().map_err(openssl_err("signing"))?;
+        let mut signature = Vec::new();
+        signer
+            .digest_sign_to_vec(&signed_attrs, &mut signature)
+            .map_err(openssl_err("signing"))?;
         let mut attrs_implicit = signed_attrs.clone();
         attrs_implicit[0] = 0xa0;
         signer_infos.push(cons(

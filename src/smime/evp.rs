@@ -6,7 +6,7 @@
 use foreign_types::ForeignType;
 use openssl::cipher::{Cipher, CipherRef};
 use openssl::error::ErrorStack;
-use openssl::md::Md;
+use openssl::md::{Md, MdRef};
 use openssl::pkey::{PKey, Public};
 use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
@@ -35,6 +35,16 @@ pub fn aes(name: &str) -> Result<&'static CipherRef, ErrorStack> {
     }
     let c = Cipher::fetch(None, AES[i], None)?;
     Ok(FETCHED[i].get_or_init(|| c))
+}
+
+/// SHA-256, fetched once.
+pub fn sha256() -> Result<&'static MdRef, ErrorStack> {
+    static FETCHED: OnceLock<Md> = OnceLock::new();
+    if let Some(md) = FETCHED.get() {
+        return Ok(md);
+    }
+    let md = Md::fetch(None, "SHA2-256", None)?;
+    Ok(FETCHED.get_or_init(|| md))
 }
 
 /// Recipients' public keys are few and recur; a context set up for one can encrypt any
