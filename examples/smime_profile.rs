@@ -52,6 +52,10 @@ fn main() {
         seal_breakdown(&msg, &signer, &bob.cert);
         return;
     }
+    if what == "ratios" {
+        ratios(&msg, &signer, &reader, &sealed, rounds);
+        return;
+    }
     if what == "breakdown" {
         breakdown(&sealed, &reader);
         return;
@@ -167,4 +171,102 @@ pub fn seal_breakdown(msg: &[u8], signer: &[LocalKey], recipient: &openssl::x509
     time("routing headers", &mut || {
         std::hint::black_box(smime::wrap::routing_headers(msg));
     });
+}
+
+fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// seal/open against the RSA-2048 private operation they contain, interleaved round by round
+/// so that load from other processes on a shared machine hits all four alike; medians of
+/// both wall-clock and thread CPU time.
+pub fn ratios(msg: &[u8], signer: &[LocalKey], reader: &[LocalKey], sealed: &[u8], rounds: usize) {
+    let o = SealOptions {
+        cipher: ContentCipher::Aes256Cbc,
+        key_transport: KeyTransport::RsaOaep,
+    };
+    let bob_cert = reader[0].cert.clone();
+    let rsa = reader[0].key.rsa().unwrap();
+    let mut wrapped = vec![0u8; 256];
+    let n = bob_cert
+        .public_key()
+        .unwrap()
+        .rsa()
+        .unwrap()
+        .public_encrypt(&[7u8; 32], &mut wrapped, openssl::rsa::Padding::PKCS1_OAEP)
+        .unwrap();
+    wrapped.truncate(n);
+    let policy = AlgorithmPolicy::default();
+    type Op<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+    let mut ops: Vec<Op> = vec![
+        (
+            "rsa sign",
+            Box::new(|| {
+                let mut s = openssl::sign::Signer::new(
+                    openssl::hash::MessageDigest::sha256(),
+                    &signer[0].key,
+                )
+                .unwrap();
+                s.update(std::hint::black_box(&[7u8; 32])).unwrap();
+                std::hint::black_box(s.sign_to_vec().unwrap());
+            }),
+        ),
+        (
+            "seal",
+            Box::new(|| {
+                std::hint::black_box(
+                    smime::seal(msg, signer, std::slice::from_ref(&bob_cert), &o).unwrap(),
+                );
+            }),
+        ),
+        (
+            "rsa decrypt",
+            Box::new(|| {
+                let mut out = vec![0u8; 256];
+                std::hint::black_box(
+                    rsa.private_decrypt(&wrapped, &mut out, openssl::rsa::Padding::PKCS1_OAEP)
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "open",
+            Box::new(|| {
+                std::hint::black_box(smime::open(sealed, reader, &policy).unwrap());
+            }),
+        ),
+    ];
+    let mut wall = vec![Vec::with_capacity(rounds); ops.len()];
+    let mut cpu = vec![Vec::with_capacity(rounds); ops.len()];
+    for _ in 0..rounds {
+        for (i, (_, op)) in ops.iter_mut().enumerate() {
+            let (w, c) = (std::time::Instant::now(), thread_cpu());
+            op();
+            cpu[i].push(thread_cpu() - c);
+            wall[i].push(w.elapsed());
+        }
+    }
+    let median = |v: &mut Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e6
+    };
+    let m: Vec<(f64, f64)> = (0..ops.len())
+        .map(|i| (median(&mut wall[i]), median(&mut cpu[i])))
+        .collect();
+    for (i, (name, _)) in ops.iter().enumerate() {
+        eprintln!("{name:>12}: wall {:8.1} µs   cpu {:8.1} µs", m[i].0, m[i].1);
+    }
+    eprintln!(
+        "seal/sign: wall {:.3}x cpu {:.3}x   open/decrypt: wall {:.3}x cpu {:.3}x",
+        m[1].0 / m[0].0,
+        m[1].1 / m[0].1,
+        m[3].0 / m[2].0,
+        m[3].1 / m[2].1
+    );
 }

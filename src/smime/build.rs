@@ -8,12 +8,9 @@
 //! message is never copied into intermediate entities. Every structure is checked by the
 //! interop tests against openssl, gpgsm and NSS.
 
-use openssl::hash::{Hasher, MessageDigest};
-use openssl::md::Md;
-use openssl::pkey_ctx::PkeyCtx;
-use openssl::rsa::Padding;
-use openssl::sign::Signer;
-use openssl::symm::{Cipher, Crypter, Mode};
+use openssl::cipher_ctx::CipherCtx;
+use openssl::md_ctx::MdCtx;
+use openssl::symm::Cipher;
 use openssl::x509::X509;
 
 use super::der::{self, NULL, OCTET_STRING, SEQUENCE, cons, tlv};
@@ -37,8 +34,8 @@ fn openssl_err(what: &str) -> impl Fn(openssl::error::ErrorStack) -> SmimeError 
     move |e| SmimeError::Build(format!("{what}: {}", first_reason(&e)))
 }
 
-fn cert_der(cert: &X509) -> Result<Vec<u8>, SmimeError> {
-    cert.to_der().map_err(openssl_err("certificate"))
+fn cert_der(cert: &X509) -> Result<std::sync::Arc<[u8]>, SmimeError> {
+    super::certcache::der(cert).map_err(openssl_err("certificate"))
 }
 
 fn issuer_and_serial(cert_der: &[u8]) -> Result<Vec<u8>, SmimeError> {
@@ -86,11 +83,20 @@ pub fn signed_data(
     signers: &[LocalKey],
     now: i64,
 ) -> Result<Vec<u8>, SmimeError> {
-    let mut hasher = Hasher::new(MessageDigest::sha256()).map_err(openssl_err("SHA-256"))?;
+    let sha256_md = super::evp::sha256().map_err(openssl_err("SHA-256"))?;
+    let mut hasher = MdCtx::new().map_err(openssl_err("SHA-256"))?;
+    hasher
+        .digest_init(sha256_md)
+        .map_err(openssl_err("SHA-256"))?;
     for piece in content {
-        hasher.update(piece).map_err(openssl_err("SHA-256"))?;
+        hasher
+            .digest_update(piece)
+            .map_err(openssl_err("SHA-256"))?;
     }
-    let digest = hasher.finish().map_err(openssl_err("SHA-256"))?;
+    let mut digest = [0u8; 32];
+    hasher
+        .digest_final(&mut digest)
+        .map_err(openssl_err("SHA-256"))?;
     let sha256 = der::algorithm(ID_SHA256, None);
     let rsa = der::algorithm(RSA_ENCRYPTION, Some(NULL));
     let signed_attrs = der::set_of(vec![
@@ -99,16 +105,18 @@ pub fn signed_data(
         attribute(ID_MESSAGE_DIGEST, &tlv(OCTET_STRING, &digest)),
     ]);
     let mut signer_infos = Vec::new();
-    let mut certs: Vec<Vec<u8>> = Vec::new();
+    let mut certs: Vec<std::sync::Arc<[u8]>> = Vec::new();
     for s in signers {
         let der_cert = cert_der(&s.cert)?;
         // The signature covers the attributes DER-encoded as a SET (RFC 5652 5.4).
-        let mut signer =
-            Signer::new(MessageDigest::sha256(), &s.key).map_err(openssl_err("signing"))?;
+        let mut signer = MdCtx::new().map_err(openssl_err("signing"))?;
         signer
-            .update(&signed_attrs)
+            .digest_sign_init(Some(sha256_md), &s.key)
             .map_err(openssl_err("signing"))?;
-        let signature = signer.sign_to_vec().map_err(openssl_err("signing"))?;
+        let mut signature = Vec::new();
+        signer
+            .digest_sign_to_vec(&signed_attrs, &mut signature)
+            .map_err(openssl_err("signing"))?;
         let mut attrs_implicit = signed_attrs.clone();
         attrs_implicit[0] = 0xa0;
         signer_infos.push(cons(
@@ -134,7 +142,7 @@ pub fn signed_data(
         }
     }
     certs.sort();
-    let cert_refs: Vec<&[u8]> = certs.iter().map(Vec::as_slice).collect();
+    let cert_refs: Vec<&[u8]> = certs.iter().map(|c| &c[..]).collect();
     let signed_data = cons(
         SEQUENCE,
         &[
@@ -173,27 +181,15 @@ fn key_transport_algorithm(transport: KeyTransport) -> Vec<u8> {
 
 fn wrap_key(cert: &X509, cek: &[u8], transport: KeyTransport) -> Result<Vec<u8>, SmimeError> {
     let key = cert.public_key().map_err(openssl_err("recipient key"))?;
-    let mut ctx = PkeyCtx::new(&key).map_err(openssl_err("key transport"))?;
-    ctx.encrypt_init().map_err(openssl_err("key transport"))?;
-    if transport == KeyTransport::RsaOaep {
-        ctx.set_rsa_padding(Padding::PKCS1_OAEP)
-            .and_then(|_| ctx.set_rsa_oaep_md(Md::sha256()))
-            .and_then(|_| ctx.set_rsa_mgf1_md(Md::sha256()))
-            .map_err(openssl_err("RSA-OAEP"))?;
-    } else {
-        ctx.set_rsa_padding(Padding::PKCS1)
-            .map_err(openssl_err("RSA PKCS#1"))?;
-    }
-    let mut out = Vec::new();
-    ctx.encrypt_to_vec(cek, &mut out)
-        .map_err(openssl_err("key transport"))?;
-    Ok(out)
+    super::evp::wrap_key(&key, transport == KeyTransport::RsaOaep, cek)
+        .map_err(openssl_err("key transport"))
 }
 
 /// Which content cipher, as OpenSSL cipher plus its OID.
 #[derive(Clone, Copy)]
 pub struct ContentCipher {
     pub cipher: Cipher,
+    pub name: &'static str,
     pub oid: &'static str,
     pub gcm: bool,
 }
@@ -201,13 +197,38 @@ pub struct ContentCipher {
 impl From<crate::config::ContentCipher> for ContentCipher {
     fn from(c: crate::config::ContentCipher) -> Self {
         use crate::config::ContentCipher as C;
-        let (cipher, oid, gcm) = match c {
-            C::Aes128Cbc => (Cipher::aes_128_cbc(), "2.16.840.1.101.3.4.1.2", false),
-            C::Aes256Cbc => (Cipher::aes_256_cbc(), "2.16.840.1.101.3.4.1.42", false),
-            C::Aes128Gcm => (Cipher::aes_128_gcm(), "2.16.840.1.101.3.4.1.6", true),
-            C::Aes256Gcm => (Cipher::aes_256_gcm(), "2.16.840.1.101.3.4.1.46", true),
+        let (cipher, name, oid, gcm) = match c {
+            C::Aes128Cbc => (
+                Cipher::aes_128_cbc(),
+                "AES-128-CBC",
+                "2.16.840.1.101.3.4.1.2",
+                false,
+            ),
+            C::Aes256Cbc => (
+                Cipher::aes_256_cbc(),
+                "AES-256-CBC",
+                "2.16.840.1.101.3.4.1.42",
+                false,
+            ),
+            C::Aes128Gcm => (
+                Cipher::aes_128_gcm(),
+                "AES-128-GCM",
+                "2.16.840.1.101.3.4.1.6",
+                true,
+            ),
+            C::Aes256Gcm => (
+                Cipher::aes_256_gcm(),
+                "AES-256-GCM",
+                "2.16.840.1.101.3.4.1.46",
+                true,
+            ),
         };
-        ContentCipher { cipher, oid, gcm }
+        ContentCipher {
+            cipher,
+            name,
+            oid,
+            gcm,
+        }
     }
 }
 
@@ -221,15 +242,16 @@ pub fn enveloped_data(
     cipher: ContentCipher,
     transport: KeyTransport,
 ) -> Result<Vec<u8>, SmimeError> {
-    let mut cek = vec![0u8; cipher.cipher.key_len()];
+    let key_len = cipher.cipher.key_len();
     let iv_len = if cipher.gcm { 12 } else { 16 };
-    let mut iv = vec![0u8; iv_len];
-    openssl::rand::rand_bytes(&mut cek).map_err(openssl_err("random key"))?;
-    openssl::rand::rand_bytes(&mut iv).map_err(openssl_err("random IV"))?;
+    // One call to the RNG for both: each call costs a DRBG lock and reseed check.
+    let mut key_and_iv = vec![0u8; key_len + iv_len];
+    openssl::rand::rand_bytes(&mut key_and_iv).map_err(openssl_err("random key"))?;
+    let (cek, iv) = key_and_iv.split_at(key_len);
     let mut recipient_infos = Vec::with_capacity(recipients.len());
     for cert in recipients {
         let der_cert = cert_der(cert)?;
-        let encrypted_key = wrap_key(cert, &cek, transport)?;
+        let encrypted_key = wrap_key(cert, cek, transport)?;
         recipient_infos.push(cons(
             SEQUENCE,
             &[
@@ -244,10 +266,10 @@ pub fn enveloped_data(
         // GCMParameters: nonce and ICV length.
         cons(
             SEQUENCE,
-            &[&tlv(OCTET_STRING, &iv), &[0x02, 0x01, GCM_TAG_LEN as u8]],
+            &[&tlv(OCTET_STRING, iv), &[0x02, 0x01, GCM_TAG_LEN as u8]],
         )
     } else {
-        tlv(OCTET_STRING, &iv)
+        tlv(OCTET_STRING, iv)
     };
     let plain_len: usize = content.iter().map(|p| p.len()).sum();
     let cipher_len = if cipher.gcm {
@@ -293,16 +315,19 @@ pub fn enveloped_data(
     out.extend_from_slice(&content_header);
     let start = out.len();
     out.resize(start + cipher_len + cipher.cipher.block_size(), 0);
-    let mut crypter = Crypter::new(cipher.cipher, Mode::Encrypt, &cek, Some(&iv))
+    let mut crypter = CipherCtx::new().map_err(openssl_err("content encryption"))?;
+    let evp_cipher = super::evp::aes(cipher.name).map_err(openssl_err("content encryption"))?;
+    crypter
+        .encrypt_init(Some(evp_cipher), Some(cek), Some(iv))
         .map_err(openssl_err("content encryption"))?;
     let mut at = start;
     for piece in content {
         at += crypter
-            .update(piece, &mut out[at..])
+            .cipher_update(piece, Some(&mut out[at..]))
             .map_err(openssl_err("content encryption"))?;
     }
     at += crypter
-        .finalize(&mut out[at..])
+        .cipher_final(&mut out[at..])
         .map_err(openssl_err("content encryption"))?;
     if at != start + cipher_len {
         return Err(SmimeError::Build(format!(
@@ -313,11 +338,11 @@ pub fn enveloped_data(
     out.truncate(at);
     if cipher.gcm {
         let mut tag = [0u8; GCM_TAG_LEN];
-        crypter.get_tag(&mut tag).map_err(openssl_err("GCM tag"))?;
+        crypter.tag(&mut tag).map_err(openssl_err("GCM tag"))?;
         out.extend_from_slice(&tlv(OCTET_STRING, &tag));
     }
     // Don't leave the content key in freed memory.
-    openssl_cleanse(&mut cek);
+    openssl_cleanse(&mut key_and_iv);
     Ok(out)
 }
 

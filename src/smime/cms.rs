@@ -6,6 +6,7 @@ use openssl::x509::X509;
 use std::borrow::Cow;
 
 use super::algorithms::{self, AlgorithmPolicy, check_cipher, check_digest};
+use super::decrypt::Outcome;
 use super::ffi;
 use super::{LocalKey, MAX_MIME_DEPTH, SmimeError, build, certcache, der, mime, wrap};
 use crate::certinfo::{CertInfo, first_reason};
@@ -176,6 +177,19 @@ pub struct Verified {
     pub digest: &'static str,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Lets tests compare the direct paths with OpenSSL's on the same input.
+    pub(super) static DIRECT: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+fn direct_paths() -> bool {
+    #[cfg(test)]
+    return DIRECT.with(|d| d.get());
+    #[cfg(not(test))]
+    true
+}
+
 fn parse_cms(der_or_ber: &[u8]) -> Result<(CmsContentInfo, der::CmsAlgorithms), SmimeError> {
     let cms = CmsContentInfo::from_der(der_or_ber)
         .map_err(|e| SmimeError::MalformedCms(first_reason(&e)))?;
@@ -224,6 +238,15 @@ pub fn decrypt<'k>(
             )));
         }
     };
+    if let Some(direct) = direct_paths()
+        .then(|| super::decrypt::enveloped(&der, keys))
+        .flatten()
+    {
+        return match direct {
+            Outcome::Plain(plain, key, cipher, transport) => Ok((plain, key, cipher, transport)),
+            Outcome::Failed(key) => Err(decrypt_failed(key)),
+        };
+    }
     let (cms, algs) = parse_cms(&der)?;
     if algs.content_type != der::ENVELOPED_DATA && algs.content_type != der::AUTH_ENVELOPED_DATA {
         return Err(SmimeError::NotEncrypted(format!(
@@ -258,11 +281,15 @@ pub fn decrypt<'k>(
     };
     match cms.decrypt(&key.key, &key.cert) {
         Ok(plain) => Ok((plain, key, cipher, transport)),
-        Err(_) => Err(SmimeError::DecryptFailed(format!(
-            "the message names our certificate {} but does not decrypt with its key (wrong key or damaged content)",
-            CertInfo::of(&key.cert).sha256
-        ))),
+        Err(_) => Err(decrypt_failed(key)),
     }
+}
+
+fn decrypt_failed(key: &LocalKey) -> SmimeError {
+    SmimeError::DecryptFailed(format!(
+        "the message names our certificate {} but does not decrypt with its key (wrong key or damaged content)",
+        CertInfo::of(&key.cert).sha256
+    ))
 }
 
 /// Verifies a signed MIME entity (multipart/signed, or opaque pkcs7-mime signed-data) and
@@ -318,6 +345,18 @@ fn verify_in_place<'a>(
         } else {
             sig_entity.body.to_vec()
         };
+        // SHA-256 is allowed by every policy, so the direct path skips no policy check.
+        if direct_paths()
+            && check_micalg(ct.param("micalg"), "sha-256").is_ok()
+            && let Some(v) = super::verify::detached(&sig_der, content)
+        {
+            return Ok(InPlace {
+                content: Cow::Borrowed(content),
+                signers: vec![v.signer],
+                certificates: v.certificates,
+                digest: "sha-256",
+            });
+        }
         let (mut cms, algs, carried) = parse_signed(&sig_der)?;
         let digest = check_signed_algorithms(&algs, policy)?;
         check_micalg(ct.param("micalg"), digest)?;
@@ -467,18 +506,46 @@ pub fn open(
     keys: &[LocalKey],
     policy: &AlgorithmPolicy,
 ) -> Result<Opened, SmimeError> {
-    let (entity, key, content_cipher, key_transport) = decrypt(message, keys, policy)?;
+    let (mut entity, key, content_cipher, key_transport) = decrypt(message, keys, policy)?;
     mime::check_depth(&entity, MAX_MIME_DEPTH)?;
-    let verified = verify_in_place(&entity, policy)?;
-    let (inner, wrapped) = wrap::unwrap(&verified.content);
+    let InPlace {
+        content,
+        signers,
+        certificates,
+        digest,
+    } = verify_in_place(&entity, policy)?;
+    let (inner, wrapped) = wrap::unwrap(&content);
+    // The message is usually a slice of the decrypted entity: keep it in that buffer (one
+    // memmove) rather than copying it into a new one — for a large message a fresh buffer
+    // costs more in page faults than the copy itself.
+    let (span, copy) = match &content {
+        Cow::Borrowed(_) => {
+            let span = (inner.as_ptr() as usize)
+                .checked_sub(entity.as_ptr() as usize)
+                .map(|start| start..start + inner.len())
+                .filter(|span| span.end <= entity.len());
+            let copy = span.is_none().then(|| inner.to_vec());
+            (span, copy)
+        }
+        Cow::Owned(_) => (None, Some(inner.to_vec())),
+    };
+    drop(content);
+    let message = match (span, copy) {
+        (Some(span), _) => {
+            entity.truncate(span.end);
+            entity.drain(..span.start);
+            entity
+        }
+        (None, copy) => copy.unwrap_or_default(),
+    };
     Ok(Opened {
-        message: inner.to_vec(),
+        message,
         wrapped,
-        signers: verified.signers,
-        certificates: verified.certificates,
+        signers,
+        certificates,
         decrypted_with: key.cert.clone(),
         content_cipher,
         key_transport,
-        digest: verified.digest,
+        digest,
     })
 }

@@ -49,6 +49,54 @@ pub fn read(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
     ))
 }
 
+/// Like `read`, but refuses lengths that DER would encode shorter, and also returns the whole
+/// TLV. Bytes a signature covers after OpenSSL re-encodes them must be read this way: a
+/// non-minimal length would verify here yet not there.
+pub fn read_der(input: &[u8]) -> Option<(Tlv<'_>, &[u8], &[u8])> {
+    let (tlv, rest) = read(input)?;
+    let header = input.len() - rest.len() - tlv.content.len();
+    let minimal = match header {
+        2 => true,
+        3 => tlv.content.len() >= 0x80,
+        n => input[2] != 0 && tlv.content.len() >= 1 << (8 * (n - 3)),
+    };
+    minimal.then_some((tlv, &input[..input.len() - rest.len()], rest))
+}
+
+/// Reads exactly the TLVs of a constructed value's content, none missing, none extra.
+pub fn exactly<const N: usize>(content: &[u8]) -> Option<[Tlv<'_>; N]> {
+    let mut out = [Tlv {
+        tag: 0,
+        content: &[],
+    }; N];
+    let mut rest = content;
+    for slot in &mut out {
+        let (tlv, r) = read(rest)?;
+        *slot = tlv;
+        rest = r;
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// Each TLV inside a constructed value with its whole encoding; `None` at the end, and
+/// `Some(None)` where the content stops being well-formed.
+pub fn each(content: &[u8]) -> impl Iterator<Item = Option<(Tlv<'_>, &[u8])>> {
+    let mut rest = Some(content);
+    std::iter::from_fn(move || {
+        let cur = rest.filter(|r| !r.is_empty())?;
+        match read(cur) {
+            Some((tlv, next)) => {
+                rest = Some(next);
+                Some(Some((tlv, &cur[..cur.len() - next.len()])))
+            }
+            None => {
+                rest = None;
+                Some(None)
+            }
+        }
+    })
+}
+
 /// All TLVs inside a constructed value, in order.
 pub fn children(content: &[u8]) -> Option<Vec<Tlv<'_>>> {
     let mut out = Vec::new();

@@ -6,9 +6,14 @@ pub mod algorithms;
 mod build;
 mod certcache;
 mod cms;
+mod decrypt;
 pub mod der;
+#[cfg(test)]
+mod direct_tests;
+mod evp;
 pub mod ffi;
 pub mod mime;
+mod verify;
 pub mod wrap;
 
 pub use algorithms::AlgorithmPolicy;
