@@ -380,6 +380,18 @@ async fn end_to_end(backend: Backend) {
         (kind.as_str(), id.as_str()),
         ("message", "<r1@hisp-a.example>")
     );
+    // The same through the CLI: listed, and shown as the decrypted inner message.
+    let listed = b.env.run(&["mailbox", "list", JONES, "--json"]).ok().json();
+    assert_eq!(listed[0]["kind"], "message");
+    assert_eq!(listed[0]["sender"], SMITH);
+    let shown = b
+        .env
+        .run(&["mailbox", "show", &listed[0]["id"].to_string()])
+        .ok();
+    assert_eq!(shown.raw_stdout, *raw);
+    b.env
+        .run(&["mailbox", "show", "999999"])
+        .fails(3, "no mailbox message 999999");
     let expected_pdf = openssl::base64::decode_block(PDF_B64).unwrap();
     assert_eq!(pdf_bytes(raw), expected_pdf, "attachment byte-identical");
     a.wait_status("<r1@hisp-a.example>", JONES, "dispatched")

@@ -9,6 +9,7 @@ mod config_cmd;
 mod demo;
 mod discover;
 mod domain;
+mod mailbox;
 mod output;
 mod queue;
 mod serve;
@@ -58,6 +59,9 @@ enum Command {
     Anchor(anchor::AnchorCmd),
     /// Two gateways, a dev PKI and local DNS on this machine; one referral end to end.
     Demo,
+    /// Messages delivered to a local address.
+    #[command(subcommand)]
+    Mailbox(mailbox::MailboxCmd),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -307,6 +311,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Anchor(cmd) => anchor::run(&ctx, cmd).await,
         Command::Discover(args) => discover::run(&ctx, args).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Mailbox(cmd) => mailbox::run(&ctx, cmd).await,
         Command::Status { message_id } => status::run(&ctx, &message_id).await,
         Command::Queue(cmd) => queue::run(&ctx, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,

@@ -71,3 +71,64 @@ pub async fn file_in(
     .await?
     .rows_affected())
 }
+
+/// One mailbox entry without its content.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MailboxItem {
+    pub id: i64,
+    pub message_id: String,
+    pub sender: String,
+    pub subject: String,
+    pub kind: String,
+    pub size: i64,
+    /// Unix milliseconds.
+    pub received_at: i64,
+}
+
+impl Store {
+    /// Entries of `address` with id greater than `after`, oldest first.
+    pub async fn mailbox_list(
+        &self,
+        address: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MailboxItem>> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT m.id, m.message_id, m.sender, m.subject, m.kind, m.size, m.received_at
+             FROM mailbox m JOIN addresses a ON a.id = m.address_id
+             WHERE a.address = $1 AND m.id > $2 ORDER BY m.id LIMIT $3",
+        )
+        .bind(address)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MailboxItem {
+                    id: r.try_get("id")?,
+                    message_id: r.try_get("message_id")?,
+                    sender: r.try_get("sender")?,
+                    subject: r.try_get("subject")?,
+                    kind: r.try_get("kind")?,
+                    size: r.try_get("size")?,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The stored message `id`.
+    pub async fn mailbox_raw(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        use sqlx::Row;
+        let row = sqlx::query("SELECT raw FROM mailbox WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("raw")?),
+            None => None,
+        })
+    }
+}
