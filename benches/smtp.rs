@@ -45,7 +45,10 @@ fn main() {
 }
 
 async fn run(per_client: usize, idle: usize) {
-    let dir = std::env::temp_dir().join(format!("hisp-bench-smtp-{}", std::process::id()));
+    let dir = std::env::var_os("HISP_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("hisp-bench-smtp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("hisp.db").display());
     let store = Store::open(&url, 8).await.unwrap();

@@ -74,6 +74,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     url: String,
+    /// The group-commit writer of `enqueue`, started on first use.
+    group: std::sync::Arc<std::sync::OnceLock<queue::GroupCommit>>,
 }
 
 pub use crate::clock::{now_ms, now_secs};
@@ -233,6 +235,7 @@ impl Store {
             pool,
             backend,
             url: shown,
+            group: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
