@@ -51,6 +51,7 @@ pub struct Config {
     pub discovery: Discovery,
     pub security: Security,
     pub notifications: Notifications,
+    pub mailbox: Mailbox,
     pub api: Api,
     pub keys: Keys,
     pub dns_server: DnsServer,
@@ -68,6 +69,7 @@ impl Default for Config {
             discovery: Discovery::default(),
             security: Security::default(),
             notifications: Notifications::default(),
+            mailbox: Mailbox::default(),
             api: Api::default(),
             keys: Keys::default(),
             dns_server: DnsServer::default(),
@@ -307,6 +309,14 @@ impl Default for Security {
     }
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mailbox {
+    /// Most bytes one address's mailbox may hold; 0 is no limit. A message that would go over
+    /// is processed but not delivered: the sender gets a failed MDN (SPEC E29).
+    pub quota: Size,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Notifications {
@@ -359,7 +369,7 @@ pub struct DnsServer {
 }
 
 /// A byte count written as `50MiB`, `10MB`, `512KiB`, `4096` or a bare integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Size(pub u64);
 
 impl Size {

@@ -30,6 +30,7 @@ const JONES: &str = "dr.jones@hisp-b.example";
 const GHOST: &str = "ghost@hisp-b.example";
 const STRANGER: &str = "stranger@hisp-b.example";
 const SILENT: &str = "silent@hisp-b.example";
+const FULL: &str = "full@hisp-b.example";
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -299,6 +300,7 @@ async fn end_to_end(backend: Backend) {
     let ghost = root.leaf().email(GHOST).build().unwrap();
     let stranger = other_ca.leaf().email(STRANGER).build().unwrap();
     // Can decrypt but not sign: B receives for this address but never answers with an MDN.
+    let full = root.leaf().email(FULL).build().unwrap();
     let silent = root
         .leaf()
         .email(SILENT)
@@ -318,6 +320,7 @@ async fn end_to_end(backend: Backend) {
         ("ghost.hisp-b.example", &ghost),
         ("stranger.hisp-b.example", &stranger),
         ("silent.hisp-b.example", &silent),
+        ("full.hisp-b.example", &full),
     ] {
         content.cert(owner, &cert.cert_der()).unwrap();
     }
@@ -343,8 +346,26 @@ async fn end_to_end(backend: Backend) {
     let mut b = Gateway::new(backend, "hisp-b.example", B_IP).await;
     b.user(JONES, &jones);
     b.user(SILENT, &silent);
+    b.user(FULL, &full);
     b.trust("hisp-b.example", &root);
     b.configure(port, dns.local_addr);
+    // B's mailboxes hold at most 100 KiB; FULL's is already at the limit.
+    let mut config = std::fs::read_to_string(&b.env.config).unwrap();
+    config.push_str("[mailbox]\nquota = \"100KiB\"\n");
+    std::fs::write(&b.env.config, config).unwrap();
+    {
+        let store = b.env.store().await;
+        sqlx::query(
+            "INSERT INTO mailbox (address_id, message_id, sender, subject, kind, size, raw, received_at)
+             SELECT id, '<old@x>', 'x@x', 'old', 'message', 102400, $1, 0 FROM addresses WHERE address = $2",
+        )
+        .bind(vec![b'x'; 102_400])
+        .bind(FULL)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+    }
     let tap = Tap::start(
         SocketAddr::new(IpAddr::V4(TAP_IP), port),
         SocketAddr::new(IpAddr::V4(B_IP), port),
@@ -522,6 +543,33 @@ async fn end_to_end(backend: Backend) {
     let dsn = a.wait_dsn(SMITH, "not confirmed").await;
     assert!(dsn.contains(SILENT), "{dsn}");
     assert_eq!(b.mailbox(SILENT).await.len(), 1);
+
+    // B processes the message but can't deliver it (the mailbox is full): a failed MDN, the
+    // sender's status says failed with B's reason, and the sender is told once.
+    submit(
+        a.submission,
+        SMITH,
+        FULL,
+        &referral(SMITH, FULL, "r8"),
+        "250 2.0.0",
+    )
+    .await;
+    let rec = a.wait_status("<r8@hisp-a.example>", FULL, "failed").await;
+    assert!(rec["reason"].as_str().unwrap().contains("is full"), "{rec}");
+    assert_eq!(rec["dsn_sent"], true, "{rec}");
+    let failed_mdn = a
+        .mailbox(SMITH)
+        .await
+        .into_iter()
+        .map(|(k, _, raw)| (k, String::from_utf8_lossy(&raw).into_owned()))
+        .find(|(k, t)| k == "mdn" && t.contains("; failed"));
+    assert!(
+        failed_mdn.is_some(),
+        "the failed MDN is in the sender's mailbox"
+    );
+    let dsn = a.wait_dsn(SMITH, "is full").await;
+    assert!(dsn.contains(FULL), "{dsn}");
+    assert_eq!(b.mailbox(FULL).await.len(), 1, "only the old message");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -316,6 +316,7 @@ fn direct_pipelines(ctx: &Ctx) -> CliResult<(Arc<DirectInbound>, Arc<DirectSubmi
         crl_cache: discovery.crl_cache(),
         give_up_after: config.delivery.give_up_after.std(),
         deliver_processed: config.notifications.deliver_processed_mdns,
+        quota: config.mailbox.quota.0,
     });
     let submission = Arc::new(DirectSubmission {
         store: ctx.store.clone(),

@@ -20,7 +20,7 @@ use crate::smime::{AlgorithmPolicy, Envelope, SealOptions, seal};
 use crate::smtp::reply::Reply;
 use crate::store::Store;
 use crate::store::mailbox::{NewMailboxMessage, file_in};
-use crate::store::queue::{NewMessage, NewRecipient, Origin, enqueue_in};
+use crate::store::queue::{NewMessage, NewRecipient, Origin, enqueue_in, file_dsn};
 use crate::store::tracking::record_event;
 use crate::trust::{CrlCache, Policy};
 
@@ -37,6 +37,8 @@ pub struct DirectInbound {
     pub give_up_after: Duration,
     /// `[notifications] deliver_processed_mdns`.
     pub deliver_processed: bool,
+    /// `[mailbox] quota` in bytes; 0 is no limit.
+    pub quota: u64,
 }
 
 /// An MDN ready to queue: sealed for the original sender.
@@ -166,10 +168,30 @@ impl DirectInbound {
             .message_id
             .clone()
             .unwrap_or_else(|| format!("<{}>", crate::queue::new_message_id(&self.hostname)));
-        let mdns = self.mdns(snap, a, &message_id, recipients).await;
+        // Processed but not deliverable (SPEC E29): a full mailbox. Checked before the
+        // transaction so the MDNs can say so; a race with another delivery can only let one
+        // message more in.
+        let mut full = Vec::new();
+        if self.quota > 0 {
+            for r in recipients {
+                let used = self.store.mailbox_usage(r.as_str()).await?;
+                if used as u64 + a.message.len() as u64 > self.quota {
+                    full.push(r.clone());
+                }
+            }
+        }
+        let mdns = self.mdns(snap, a, &message_id, recipients, &full).await;
         let mut tx = self.store.begin_write().await?;
         let mut filed = 0;
         for r in recipients {
+            if full.contains(r) {
+                // Not filed; its processed and failed MDNs are queued below. A retry of the
+                // same message would find the mailbox still full and say so again.
+                for mdn in mdns.iter().filter(|m| m.from == r.as_str()) {
+                    self.queue_mdn(&mut tx, mdn).await?;
+                }
+                continue;
+            }
             let new = file_in(
                 &mut tx,
                 r.as_str(),
@@ -189,32 +211,48 @@ impl DirectInbound {
                 continue;
             }
             for mdn in mdns.iter().filter(|m| m.from == r.as_str()) {
-                enqueue_in(
-                    &mut tx,
-                    &NewMessage {
-                        message_id: &mdn.message_id,
-                        origin: Origin::Mdn,
-                        envelope_from: &mdn.from,
-                        envid: None,
-                        ret: None,
-                        body: &mdn.body,
-                        expires_at: crate::clock::now_ms() + self.give_up_after.as_millis() as i64,
-                    },
-                    &[NewRecipient {
-                        address: mdn.to.clone(),
-                        domain: mdn.to.rsplit('@').next().unwrap_or("").to_string(),
-                        notify: None,
-                        orcpt: None,
-                    }],
-                )
-                .await?;
+                self.queue_mdn(&mut tx, mdn).await?;
             }
         }
         tx.commit().await?;
-        Ok(format!(
-            "{message_id} delivered to {filed} mailbox(es); signer {} trusted",
-            a.sender
-        ))
+        Ok(if full.is_empty() {
+            format!(
+                "{message_id} delivered to {filed} mailbox(es); signer {} trusted",
+                a.sender
+            )
+        } else {
+            format!(
+                "{message_id} processed; delivered to {filed} mailbox(es), {} full (failed MDN sent)",
+                full.len()
+            )
+        })
+    }
+
+    async fn queue_mdn(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        mdn: &OutgoingMdn,
+    ) -> Result<(), crate::store::StoreError> {
+        enqueue_in(
+            tx,
+            &NewMessage {
+                message_id: &mdn.message_id,
+                origin: Origin::Mdn,
+                envelope_from: &mdn.from,
+                envid: None,
+                ret: None,
+                body: &mdn.body,
+                expires_at: crate::clock::now_ms() + self.give_up_after.as_millis() as i64,
+            },
+            &[NewRecipient {
+                address: mdn.to.clone(),
+                domain: mdn.to.rsplit('@').next().unwrap_or("").to_string(),
+                notify: None,
+                orcpt: None,
+            }],
+        )
+        .await?;
+        Ok(())
     }
 
     /// The processed (and, when asked for, dispatched) MDN of each recipient, signed with the
@@ -226,6 +264,7 @@ impl DirectInbound {
         a: &Accepted,
         message_id: &str,
         recipients: &[DirectAddress],
+        full: &[DirectAddress],
     ) -> Vec<OutgoingMdn> {
         let mut out = Vec::new();
         for r in recipients {
@@ -250,7 +289,11 @@ impl DirectInbound {
                 continue;
             }
             let mut dispositions = vec![Disposition::Processed];
-            if a.final_delivery_requested {
+            if full.contains(r) {
+                dispositions.push(Disposition::Failed(format!(
+                    "the mailbox of {r} is full; the message was not delivered"
+                )));
+            } else if a.final_delivery_requested {
                 dispositions.push(Disposition::Dispatched);
             }
             for d in dispositions {
@@ -330,6 +373,19 @@ impl DirectInbound {
             self.deliver_processed,
         )
         .await?;
+        if let Some(why) = t.as_ref().and_then(|t| t.dsn.as_ref())
+            && let Some(rec) =
+                crate::store::tracking::record_in(&mut tx, &original_id, &reporter).await?
+        {
+            let dsn = super::timeouts::tracking_dsn(
+                &self.hostname,
+                &rec,
+                "5.0.0",
+                why,
+                "reported by the recipient's HISP",
+            );
+            file_dsn(&mut tx, &dsn, crate::clock::now_ms()).await?;
+        }
         let mut filed = 0;
         if t.as_ref().is_some_and(|t| t.deliver_notification) {
             let kind_name = match kind {

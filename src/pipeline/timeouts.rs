@@ -75,46 +75,54 @@ impl Timeouts {
             return Ok(false);
         };
         if let Some(why) = &t.dsn {
-            let now = crate::clock::now_ms();
-            let id = crate::queue::new_message_id(&self.hostname);
-            let boundary = format!("dsn-{}", &crate::certinfo::sha256_hex(id.as_bytes())[..24]);
-            let header = format!(
-                "Message-ID: {}\r\nTo: {}\r\nSubject: (message sent to {})\r\n",
-                rec.message_id, rec.recipient, rec.recipient
-            );
-            let raw = dsn::build(&dsn::Dsn {
-                reporting_mta: &self.hostname,
-                to: &rec.sender,
-                message_id: &id,
-                boundary: &boundary,
-                date: now / 1000,
-                envid: None,
-                arrival_date: rec.created_at / 1000,
-                recipients: &[DsnRecipient {
-                    final_recipient: rec.recipient.clone(),
-                    original_recipient: None,
-                    status: "5.4.7".into(),
-                    remote_mta: None,
-                    diagnostic: why.clone(),
-                    last_attempt: now / 1000,
-                }],
-                original: header.as_bytes(),
-                return_full: false,
-            });
-            file_dsn(
-                &mut tx,
-                &DsnDelivery {
-                    to_address: rec.sender.clone(),
-                    message_id: id,
-                    sender: format!("MAILER-DAEMON@{}", self.hostname),
-                    subject: "Delivery Status Notification (Failure): not confirmed in time".into(),
-                    raw,
-                },
-                now,
-            )
-            .await?;
+            let dsn = tracking_dsn(&self.hostname, rec, "5.4.7", why, "not confirmed in time");
+            file_dsn(&mut tx, &dsn, crate::clock::now_ms()).await?;
         }
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+/// The one DSN tracking sends its sender about `rec` (SPEC E30): for a timeout, or for a
+/// failure a partner reported in an MDN.
+pub(crate) fn tracking_dsn(
+    hostname: &str,
+    rec: &TrackingRecord,
+    status: &str,
+    why: &str,
+    summary: &str,
+) -> DsnDelivery {
+    let now = crate::clock::now_ms();
+    let id = crate::queue::new_message_id(hostname);
+    let boundary = format!("dsn-{}", &crate::certinfo::sha256_hex(id.as_bytes())[..24]);
+    let header = format!(
+        "Message-ID: {}\r\nTo: {}\r\nSubject: (message sent to {})\r\n",
+        rec.message_id, rec.recipient, rec.recipient
+    );
+    let raw = dsn::build(&dsn::Dsn {
+        reporting_mta: hostname,
+        to: &rec.sender,
+        message_id: &id,
+        boundary: &boundary,
+        date: now / 1000,
+        envid: None,
+        arrival_date: rec.created_at / 1000,
+        recipients: &[DsnRecipient {
+            final_recipient: rec.recipient.clone(),
+            original_recipient: None,
+            status: status.into(),
+            remote_mta: None,
+            diagnostic: why.to_string(),
+            last_attempt: now / 1000,
+        }],
+        original: header.as_bytes(),
+        return_full: false,
+    });
+    DsnDelivery {
+        to_address: rec.sender.clone(),
+        message_id: id,
+        sender: format!("MAILER-DAEMON@{hostname}"),
+        subject: format!("Delivery Status Notification (Failure): {summary}"),
+        raw,
     }
 }

@@ -119,6 +119,19 @@ impl Store {
             .collect()
     }
 
+    /// Bytes held in `address`'s mailbox.
+    pub async fn mailbox_usage(&self, address: &str) -> Result<i64> {
+        use sqlx::Row;
+        Ok(sqlx::query(
+            "SELECT COALESCE(SUM(m.size), 0) AS used FROM mailbox m
+             JOIN addresses a ON a.id = m.address_id WHERE a.address = $1",
+        )
+        .bind(address)
+        .fetch_one(self.pool())
+        .await?
+        .try_get("used")?)
+    }
+
     /// The stored message `id`.
     pub async fn mailbox_raw(&self, id: i64) -> Result<Option<Vec<u8>>> {
         use sqlx::Row;

@@ -120,6 +120,22 @@ pub async fn record_event(
     Ok((updated.rows_affected() == 1).then_some(t))
 }
 
+/// One record, read inside the caller's transaction.
+pub async fn record_in(
+    tx: &mut Transaction<'static, Any>,
+    message_id: &str,
+    recipient: &str,
+) -> Result<Option<TrackingRecord>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE message_id = $1 AND recipient = $2"
+    )))
+    .bind(message_id)
+    .bind(recipient.to_ascii_lowercase())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// Records that a DSN for this record went out by another path (the queue's own).
 pub async fn mark_dsn_sent(
     tx: &mut Transaction<'static, Any>,
