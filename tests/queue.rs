@@ -625,3 +625,73 @@ async fn leases_are_renewed_on_every_backend() {
         leases_are_renewed_during_slow_deliveries(b).await;
     }
 }
+
+/// Many sessions enqueueing at once share group commits: every caller gets the id of its own
+/// message, with its own recipients, and a bad message fails alone.
+async fn group_commit_keeps_messages_apart(backend: Backend) {
+    let dir = TempDir::new("group");
+    let (store, _) = store(backend, &dir).await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("<g{i}@hisp-a.example>");
+            let body = format!("Message-ID: {id}\r\n\r\nbody {i}\r\n");
+            let rcpts: Vec<NewRecipient> = (0..=(i % 3))
+                .map(|k| rcpt(&format!("r{i}-{k}@hisp-b.example")))
+                .collect();
+            let msg = hisp::store::queue::NewMessage {
+                message_id: &id,
+                origin: Origin::Submission,
+                envelope_from: "alice@hisp-a.example",
+                envid: None,
+                ret: None,
+                body: body.as_bytes(),
+                expires_at: i64::MAX,
+            };
+            (i, store.enqueue(&msg, &rcpts).await.unwrap())
+        }));
+    }
+    let mut ids = HashSet::new();
+    for t in tasks {
+        let (i, qid) = t.await.unwrap();
+        assert!(ids.insert(qid), "queue id {qid} given twice");
+        let m = store.queued_message(qid).await.unwrap();
+        assert_eq!(m.message_id, format!("<g{i}@hisp-a.example>"));
+        assert_eq!(
+            m.body,
+            format!("Message-ID: <g{i}@hisp-a.example>\r\n\r\nbody {i}\r\n").as_bytes()
+        );
+        let rows = sqlx::query(
+            "SELECT recipient FROM queue_recipients WHERE queue_message_id = $1 ORDER BY recipient",
+        )
+        .bind(qid)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let got: Vec<String> = rows.iter().map(|r| r.get("recipient")).collect();
+        let want: Vec<String> = (0..=(i % 3))
+            .map(|k| format!("r{i}-{k}@hisp-b.example"))
+            .collect();
+        assert_eq!(got, want);
+    }
+    // A message naming one recipient twice is refused on its own, before any grouping.
+    let dup = [rcpt("x@hisp-b.example"), rcpt("x@hisp-b.example")];
+    let msg = hisp::store::queue::NewMessage {
+        message_id: "<dup@x>",
+        origin: Origin::Submission,
+        envelope_from: "alice@hisp-a.example",
+        envid: None,
+        ret: None,
+        body: b"x",
+        expires_at: i64::MAX,
+    };
+    assert!(store.enqueue(&msg, &dup).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_on_every_backend() {
+    for b in backends() {
+        group_commit_keeps_messages_apart(b).await;
+    }
+}
