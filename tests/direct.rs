@@ -570,6 +570,71 @@ async fn end_to_end(backend: Backend) {
     let dsn = a.wait_dsn(SMITH, "is full").await;
     assert!(dsn.contains(FULL), "{dsn}");
     assert_eq!(b.mailbox(FULL).await.len(), 1, "only the old message");
+
+    // A partner's DSN (signed by its domain certificate, encrypted to Dr Smith) about a
+    // message still waiting for its MDN fails that recipient's record.
+    submit(
+        a.submission,
+        SMITH,
+        SILENT,
+        &referral(SMITH, SILENT, "r9"),
+        "250 2.0.0",
+    )
+    .await;
+    a.wait_status("<r9@hisp-a.example>", SILENT, "sent").await;
+    let b_domain = root.leaf().dns("hisp-b.example").build().unwrap();
+    let report = hisp::notify::dsn::build(&hisp::notify::dsn::Dsn {
+        reporting_mta: "hisp-b.example",
+        to: SMITH,
+        message_id: "partner-dsn-1@hisp-b.example",
+        boundary: "pd1",
+        date: hisp::clock::now_secs(),
+        envid: None,
+        arrival_date: hisp::clock::now_secs(),
+        recipients: &[hisp::notify::dsn::DsnRecipient {
+            final_recipient: SILENT.into(),
+            original_recipient: None,
+            status: "5.2.1".into(),
+            remote_mta: None,
+            diagnostic: "mailbox disabled".into(),
+            last_attempt: hisp::clock::now_secs(),
+        }],
+        original: b"Message-ID: <r9@hisp-a.example>\r\nSubject: x\r\n\r\n",
+        return_full: false,
+    });
+    let signer = hisp::smime::LocalKey {
+        cert: b_domain.cert.clone(),
+        key: b_domain.key.clone(),
+        chain: vec![],
+    };
+    let sealed = hisp::smime::seal(
+        &report,
+        &[signer],
+        std::slice::from_ref(&smith.cert),
+        &hisp::smime::SealOptions::from(&hisp::config::Security::default()),
+    )
+    .unwrap();
+    let mut c = Client::connect(SocketAddr::new(IpAddr::V4(A_IP), port)).await;
+    assert!(c.reply().await.starts_with("220 "));
+    c.cmd("EHLO hisp-b.example", "250-").await;
+    c.cmd("MAIL FROM:<MAILER-DAEMON@hisp-b.example>", "250")
+        .await;
+    c.cmd(&format!("RCPT TO:<{SMITH}>"), "250").await;
+    c.cmd("DATA", "354").await;
+    let mut data = String::from_utf8(sealed)
+        .unwrap()
+        .replace("\r\n.", "\r\n..");
+    data.push_str(".\r\n");
+    c.send(&data).await;
+    let reply = c.reply().await;
+    assert!(reply.starts_with("250 "), "{reply}");
+    c.cmd("QUIT", "221").await;
+    let rec = a.wait_status("<r9@hisp-a.example>", SILENT, "failed").await;
+    assert!(
+        rec["reason"].as_str().unwrap().contains("mailbox disabled"),
+        "{rec}"
+    );
+    a.wait_dsn(SMITH, "mailbox disabled").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -146,8 +146,169 @@ pub fn build(d: &Dsn<'_>) -> Vec<u8> {
     bytes
 }
 
+/// One recipient block of a received DSN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DsnReport {
+    /// The address, without its `rfc822;` type.
+    pub final_recipient: String,
+    /// `failed`, `delayed`, `delivered`, `relayed` or `expanded`.
+    pub action: String,
+    pub status: String,
+    pub diagnostic: Option<String>,
+}
+
+/// A received DSN, reduced to what tracking needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedDsn {
+    /// The Message-ID of the message it reports on, from the returned message or headers.
+    pub original_message_id: Option<String>,
+    pub envid: Option<String>,
+    pub recipients: Vec<DsnReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DsnError {
+    #[error("not a DSN: Content-Type is {0}, not multipart/report; report-type=delivery-status")]
+    NotADsn(String),
+    #[error("DSN is malformed: {0}")]
+    Malformed(String),
+}
+
+/// Reads a DSN (RFC 3464): its per-recipient fields and the returned message's Message-ID.
+pub fn parse(message: &[u8]) -> Result<ParsedDsn, DsnError> {
+    use crate::smime::mime::{content_type, header_value, multipart_parts, split};
+    let top = split(message);
+    let ct = content_type(top.header);
+    if !ct.is("multipart/report")
+        || !ct
+            .param("report-type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("delivery-status"))
+    {
+        return Err(DsnError::NotADsn(ct.mime_type));
+    }
+    let boundary = ct
+        .param("boundary")
+        .ok_or_else(|| DsnError::Malformed("multipart/report without a boundary".into()))?;
+    let parts =
+        multipart_parts(top.body, boundary).map_err(|e| DsnError::Malformed(e.to_string()))?;
+    let mut parsed = ParsedDsn {
+        original_message_id: None,
+        envid: None,
+        recipients: Vec::new(),
+    };
+    let mut seen_status = false;
+    for part in parts {
+        let e = split(part);
+        let ct = content_type(e.header);
+        if ct.is("message/delivery-status") {
+            seen_status = true;
+            // Blocks of fields separated by blank lines: the first is per message, the rest
+            // one per recipient.
+            let text = String::from_utf8_lossy(e.body).replace("\r\n", "\n");
+            for (n, block) in text
+                .split("\n\n")
+                .filter(|b| !b.trim().is_empty())
+                .enumerate()
+            {
+                let block = format!("{block}\n");
+                let get = |name: &str| header_value(block.as_bytes(), name);
+                if n == 0 {
+                    parsed.envid = get("Original-Envelope-Id");
+                    if get("Final-Recipient").is_none() {
+                        continue;
+                    }
+                }
+                let Some(rcpt) = get("Final-Recipient") else {
+                    continue;
+                };
+                let address = rcpt
+                    .split_once(';')
+                    .map(|(_, a)| a)
+                    .unwrap_or(&rcpt)
+                    .trim()
+                    .trim_matches(['<', '>'])
+                    .to_ascii_lowercase();
+                parsed.recipients.push(DsnReport {
+                    final_recipient: address,
+                    action: get("Action").unwrap_or_default().to_ascii_lowercase(),
+                    status: get("Status").unwrap_or_default(),
+                    diagnostic: get("Diagnostic-Code"),
+                });
+            }
+        } else if ct.is("message/rfc822") || ct.is("text/rfc822-headers") {
+            let inner = split(e.body);
+            let header = if inner.header.is_empty() {
+                e.body
+            } else {
+                inner.header
+            };
+            parsed.original_message_id = header_value(header, "Message-ID");
+        }
+    }
+    if !seen_status {
+        return Err(DsnError::Malformed(
+            "no message/delivery-status part".into(),
+        ));
+    }
+    Ok(parsed)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_what_it_builds_and_refuses_other_reports() {
+        let rcpts = [
+            DsnRecipient {
+                final_recipient: "Ghost@hisp-b.example".into(),
+                original_recipient: None,
+                status: "5.1.1".into(),
+                remote_mta: Some("mx.hisp-b.example".into()),
+                diagnostic: "550 5.1.1 no such user".into(),
+                last_attempt: 0,
+            },
+            DsnRecipient {
+                final_recipient: "other@hisp-b.example".into(),
+                original_recipient: None,
+                status: "4.4.7".into(),
+                remote_mta: None,
+                diagnostic: "gave up".into(),
+                last_attempt: 0,
+            },
+        ];
+        let raw = build(&Dsn {
+            reporting_mta: "hisp-a.example",
+            to: "alice@hisp-a.example",
+            message_id: "dsn1@hisp-a.example",
+            boundary: "b",
+            date: 0,
+            envid: Some("env-1"),
+            arrival_date: 0,
+            recipients: &rcpts,
+            original: b"Message-ID: <orig@hisp-a.example>\r\nSubject: x\r\n\r\nbody",
+            return_full: false,
+        });
+        let p = parse(&raw).unwrap();
+        assert_eq!(
+            p.original_message_id.as_deref(),
+            Some("<orig@hisp-a.example>")
+        );
+        assert_eq!(p.envid.as_deref(), Some("env-1"));
+        assert_eq!(p.recipients.len(), 2);
+        assert_eq!(p.recipients[0].final_recipient, "ghost@hisp-b.example");
+        assert_eq!(p.recipients[0].action, "failed");
+        assert_eq!(p.recipients[0].status, "5.1.1");
+        assert!(
+            p.recipients[0]
+                .diagnostic
+                .as_deref()
+                .unwrap()
+                .contains("no such user")
+        );
+        assert!(matches!(parse(b"Content-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n--b--\r\n"), Err(DsnError::NotADsn(_))));
+        assert!(matches!(parse(b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n"), Err(DsnError::Malformed(_))));
+        assert!(parse(b"").is_err());
+    }
+
     use super::*;
 
     fn sample(return_full: bool) -> Vec<u8> {

@@ -332,6 +332,54 @@ impl DirectInbound {
         out
     }
 
+    /// A partner's DSN: each failed recipient fails its tracking record (one DSN of ours to
+    /// the sender, from tracking), and the DSN itself goes to the sender's mailbox.
+    async fn partner_dsn(
+        &self,
+        original_id: &str,
+        failed: &[(String, String)],
+        a: &Accepted,
+        recipients: &[DirectAddress],
+    ) -> Result<String, anyhow::Error> {
+        let mut tx = self.store.begin_write().await?;
+        let mut moved = 0;
+        for (rcpt, why) in failed {
+            let event = Event::DeliveryFailed(format!("the recipient's HISP reported: {why}"));
+            if record_event(&mut tx, original_id, rcpt, &event, false)
+                .await?
+                .is_some()
+            {
+                moved += 1;
+                // The partner's DSN already tells the sender; ours would say it twice.
+                crate::store::tracking::mark_dsn_sent(&mut tx, original_id, rcpt).await?;
+            }
+        }
+        if moved > 0 {
+            let id = a
+                .message_id
+                .clone()
+                .unwrap_or_else(|| format!("<{}>", crate::queue::new_message_id(&self.hostname)));
+            for r in recipients {
+                file_in(
+                    &mut tx,
+                    r.as_str(),
+                    "dsn",
+                    &NewMailboxMessage {
+                        message_id: &id,
+                        sender: a.sender.as_str(),
+                        subject: a.subject.as_deref().unwrap_or(""),
+                        raw: &a.message,
+                    },
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(format!(
+            "DSN for {original_id}: {moved} recipient(s) now failed"
+        ))
+    }
+
     /// An MDN or DSN about one of our messages: move its tracking and, when the state machine
     /// says so, file it in the original sender's mailbox. Never answered.
     async fn notification(
@@ -349,19 +397,28 @@ impl DirectInbound {
                 ),
                 Err(e) => return Ok(format!("notification accepted but not understood: {e}")),
             },
-            // A partner's DSN about our message: its recipients failed.
+            // A partner's DSN about our message: the recipients it reports as failed.
             NotificationKind::Dsn => {
-                let header = crate::smime::mime::split(&a.message).header;
-                let id = crate::smime::mime::header_value(header, "In-Reply-To")
-                    .or_else(|| crate::headers::header_value(&a.message, "Original-Envelope-Id"))
-                    .unwrap_or_default();
-                (
-                    id,
-                    a.sender.to_string(),
-                    Event::DeliveryFailed(
-                        "the recipient's HISP reported a delivery failure".into(),
-                    ),
-                )
+                let parsed = match crate::notify::dsn::parse(&a.message) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(format!("notification accepted but not understood: {e}")),
+                };
+                let Some(original) = parsed.original_message_id.clone() else {
+                    return Ok("DSN accepted; it names no message of ours".to_string());
+                };
+                let failed: Vec<(String, String)> = parsed
+                    .recipients
+                    .iter()
+                    .filter(|r| r.action == "failed")
+                    .map(|r| {
+                        let why = match &r.diagnostic {
+                            Some(d) => format!("{} {d}", r.status),
+                            None => r.status.clone(),
+                        };
+                        (r.final_recipient.clone(), why)
+                    })
+                    .collect();
+                return self.partner_dsn(&original, &failed, a, recipients).await;
             }
         };
         let mut tx = self.store.begin_write().await?;
