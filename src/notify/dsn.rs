@@ -176,21 +176,11 @@ pub enum DsnError {
 
 /// Reads a DSN (RFC 3464): its per-recipient fields and the returned message's Message-ID.
 pub fn parse(message: &[u8]) -> Result<ParsedDsn, DsnError> {
-    use crate::smime::mime::{content_type, header_value, multipart_parts, split};
-    let top = split(message);
-    let ct = content_type(top.header);
-    if !ct.is("multipart/report")
-        || !ct
-            .param("report-type")
-            .is_some_and(|t| t.eq_ignore_ascii_case("delivery-status"))
-    {
-        return Err(DsnError::NotADsn(ct.mime_type));
-    }
-    let boundary = ct
-        .param("boundary")
-        .ok_or_else(|| DsnError::Malformed("multipart/report without a boundary".into()))?;
-    let parts =
-        multipart_parts(top.body, boundary).map_err(|e| DsnError::Malformed(e.to_string()))?;
+    use crate::smime::mime::{content_type, header_value, split};
+    let parts = super::report_parts(message, "delivery-status").map_err(|e| match e {
+        None => DsnError::NotADsn(super::mime_type(message)),
+        Some(why) => DsnError::Malformed(why),
+    })?;
     let mut parsed = ParsedDsn {
         original_message_id: None,
         envid: None,

@@ -7,7 +7,7 @@
 //! Pure: bytes in, bytes or typed values out. Signing and encrypting the MDN is the outbound
 //! pipeline's job, like for any Direct message.
 
-use crate::smime::mime::{self, content_type, header_value, multipart_parts, split};
+use crate::smime::mime::{self, content_type, header_value, split};
 
 /// The Disposition-Notification-Options value by which a sender asks for `dispatched`.
 pub const FINAL_DELIVERY_OPTION: &str = "X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true";
@@ -198,20 +198,10 @@ pub struct ParsedMdn {
 
 /// Reads an MDN (the decrypted, unwrapped inner message).
 pub fn parse(message: &[u8]) -> Result<ParsedMdn, MdnError> {
-    let top = split(message);
-    let ct = content_type(top.header);
-    if !ct.is("multipart/report")
-        || !ct
-            .param("report-type")
-            .is_some_and(|t| t.eq_ignore_ascii_case("disposition-notification"))
-    {
-        return Err(MdnError::NotAnMdn(ct.mime_type));
-    }
-    let boundary = ct
-        .param("boundary")
-        .ok_or_else(|| MdnError::Malformed("multipart/report without a boundary".into()))?;
-    let parts =
-        multipart_parts(top.body, boundary).map_err(|e| MdnError::Malformed(e.to_string()))?;
+    let parts = super::report_parts(message, "disposition-notification").map_err(|e| match e {
+        None => MdnError::NotAnMdn(super::mime_type(message)),
+        Some(why) => MdnError::Malformed(why),
+    })?;
     let report = parts
         .iter()
         .map(|p| split(p))

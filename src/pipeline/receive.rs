@@ -355,29 +355,44 @@ impl DirectInbound {
             }
         }
         if moved > 0 {
-            let id = a
-                .message_id
-                .clone()
-                .unwrap_or_else(|| format!("<{}>", crate::queue::new_message_id(&self.hostname)));
-            for r in recipients {
-                file_in(
-                    &mut tx,
-                    r.as_str(),
-                    "dsn",
-                    &NewMailboxMessage {
-                        message_id: &id,
-                        sender: a.sender.as_str(),
-                        subject: a.subject.as_deref().unwrap_or(""),
-                        raw: &a.message,
-                    },
-                )
+            self.file_notification(&mut tx, "dsn", a, recipients)
                 .await?;
-            }
         }
         tx.commit().await?;
         Ok(format!(
             "DSN for {original_id}: {moved} recipient(s) now failed"
         ))
+    }
+
+    /// Files a received notification in the mailboxes of the local addresses it was sent to
+    /// (the original senders).
+    async fn file_notification(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        kind: &str,
+        a: &Accepted,
+        recipients: &[DirectAddress],
+    ) -> Result<u64, crate::store::StoreError> {
+        let id = a
+            .message_id
+            .clone()
+            .unwrap_or_else(|| format!("<{}>", crate::queue::new_message_id(&self.hostname)));
+        let mut filed = 0;
+        for r in recipients {
+            filed += file_in(
+                tx,
+                r.as_str(),
+                kind,
+                &NewMailboxMessage {
+                    message_id: &id,
+                    sender: a.sender.as_str(),
+                    subject: a.subject.as_deref().unwrap_or(""),
+                    raw: &a.message,
+                },
+            )
+            .await?;
+        }
+        Ok(filed)
     }
 
     /// An MDN or DSN about one of our messages: move its tracking and, when the state machine
@@ -449,24 +464,9 @@ impl DirectInbound {
                 NotificationKind::Mdn => "mdn",
                 NotificationKind::Dsn => "dsn",
             };
-            let id = a
-                .message_id
-                .clone()
-                .unwrap_or_else(|| format!("<{}>", crate::queue::new_message_id(&self.hostname)));
-            for r in recipients {
-                filed += file_in(
-                    &mut tx,
-                    r.as_str(),
-                    kind_name,
-                    &NewMailboxMessage {
-                        message_id: &id,
-                        sender: a.sender.as_str(),
-                        subject: a.subject.as_deref().unwrap_or(""),
-                        raw: &a.message,
-                    },
-                )
+            filed = self
+                .file_notification(&mut tx, kind_name, a, recipients)
                 .await?;
-            }
         }
         tx.commit().await?;
         Ok(match t {
