@@ -31,6 +31,7 @@ const GHOST: &str = "ghost@hisp-b.example";
 const STRANGER: &str = "stranger@hisp-b.example";
 const SILENT: &str = "silent@hisp-b.example";
 const FULL: &str = "full@hisp-b.example";
+const NURSE: &str = "nurse@hisp-a.example";
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -301,6 +302,7 @@ async fn end_to_end(backend: Backend) {
     let stranger = other_ca.leaf().email(STRANGER).build().unwrap();
     // Can decrypt but not sign: B receives for this address but never answers with an MDN.
     let full = root.leaf().email(FULL).build().unwrap();
+    let nurse = root.leaf().email(NURSE).build().unwrap();
     let silent = root
         .leaf()
         .email(SILENT)
@@ -321,6 +323,7 @@ async fn end_to_end(backend: Backend) {
         ("stranger.hisp-b.example", &stranger),
         ("silent.hisp-b.example", &silent),
         ("full.hisp-b.example", &full),
+        ("nurse.hisp-a.example", &nurse),
     ] {
         content.cert(owner, &cert.cert_der()).unwrap();
     }
@@ -341,6 +344,7 @@ async fn end_to_end(backend: Backend) {
     let mut a = Gateway::new(backend, "hisp-a.example", A_IP).await;
     a.user(SMITH, &smith);
     a.user(WHO, &who);
+    a.user(NURSE, &nurse);
     a.trust("hisp-a.example", &root);
     a.configure(port, dns.local_addr);
     let mut b = Gateway::new(backend, "hisp-b.example", B_IP).await;
@@ -635,6 +639,21 @@ async fn end_to_end(backend: Backend) {
         "{rec}"
     );
     a.wait_dsn(SMITH, "mailbox disabled").await;
+
+    // Between two local addresses: the same security path, through A's own MX.
+    submit(
+        a.submission,
+        SMITH,
+        NURSE,
+        &referral(SMITH, NURSE, "r10"),
+        "250 2.0.0",
+    )
+    .await;
+    a.wait_status("<r10@hisp-a.example>", NURSE, "dispatched")
+        .await;
+    let nurse_box = a.mailbox(NURSE).await;
+    assert_eq!(nurse_box.len(), 1);
+    assert_eq!(pdf_bytes(&nurse_box[0].2), expected_pdf);
 }
 
 #[tokio::test(flavor = "multi_thread")]
