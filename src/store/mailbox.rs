@@ -123,7 +123,7 @@ impl Store {
     pub async fn mailbox_usage(&self, address: &str) -> Result<i64> {
         use sqlx::Row;
         Ok(sqlx::query(
-            "SELECT COALESCE(SUM(m.size), 0) AS used FROM mailbox m
+            "SELECT CAST(COALESCE(SUM(m.size), 0) AS BIGINT) AS used FROM mailbox m
              JOIN addresses a ON a.id = m.address_id WHERE a.address = $1",
         )
         .bind(address)
