@@ -156,6 +156,54 @@ fn random_hex(bytes: usize) -> String {
     crate::certinfo::hex(&raw)
 }
 
+/// What a DSN says about the message it reports on.
+pub struct DsnOriginal<'a> {
+    /// The message, or just its header section when only that is known.
+    pub message: &'a [u8],
+    /// Return the whole message (DSN `RET=FULL`), else its header only.
+    pub return_full: bool,
+    pub envid: Option<&'a str>,
+    pub arrival_secs: i64,
+}
+
+/// A DSN from us (`MAILER-DAEMON@hostname`) to the local sender `to`, ready to file in its
+/// mailbox: the one way the queue, the submission pipeline and delivery tracking report a
+/// failure. `summary` is added to the subject.
+pub fn local_dsn(
+    hostname: &str,
+    to: &str,
+    recipients: &[DsnRecipient],
+    original: &DsnOriginal<'_>,
+    summary: Option<&str>,
+    now_secs: i64,
+) -> DsnDelivery {
+    let message_id = new_message_id(hostname);
+    let boundary = format!("dsn-{}", random_hex(12));
+    let raw = dsn::build(&dsn::Dsn {
+        reporting_mta: hostname,
+        to,
+        message_id: &message_id,
+        boundary: &boundary,
+        date: now_secs,
+        envid: original.envid,
+        arrival_date: original.arrival_secs,
+        recipients,
+        original: original.message,
+        return_full: original.return_full,
+    });
+    let subject = match summary {
+        Some(s) => format!("Delivery Status Notification (Failure): {s}"),
+        None => "Delivery Status Notification (Failure)".to_string(),
+    };
+    DsnDelivery {
+        to_address: to.to_string(),
+        message_id,
+        sender: format!("MAILER-DAEMON@{hostname}"),
+        subject,
+        raw,
+    }
+}
+
 /// A new Message-ID (without angle brackets) under our host name.
 pub fn new_message_id(hostname: &str) -> String {
     format!("{}.{}@{hostname}", now_ms(), random_hex(8))
@@ -385,30 +433,22 @@ impl<T: Transport> Worker<T> {
         {
             return None;
         }
-        let message_id = new_message_id(&self.hostname);
-        let boundary = format!("dsn-{}", random_hex(12));
-        let raw = dsn::build(&dsn::Dsn {
-            reporting_mta: &self.hostname,
-            to: &message.envelope_from,
-            message_id: &message_id,
-            boundary: &boundary,
-            date: now / 1000,
-            envid: message.envid.as_deref(),
-            arrival_date: message.created_at / 1000,
-            recipients: failed,
-            original: &message.body,
-            return_full: message
-                .ret
-                .as_deref()
-                .is_some_and(|r| r.eq_ignore_ascii_case("FULL")),
-        });
-        Some(DsnDelivery {
-            to_address: message.envelope_from.clone(),
-            message_id,
-            sender: format!("MAILER-DAEMON@{}", self.hostname),
-            subject: "Delivery Status Notification (Failure)".into(),
-            raw,
-        })
+        Some(local_dsn(
+            &self.hostname,
+            &message.envelope_from,
+            failed,
+            &DsnOriginal {
+                message: &message.body,
+                return_full: message
+                    .ret
+                    .as_deref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case("FULL")),
+                envid: message.envid.as_deref(),
+                arrival_secs: message.created_at / 1000,
+            },
+            None,
+            now / 1000,
+        ))
     }
 
     /// Works the queue until `shutdown` turns true, polling every `idle` when there is

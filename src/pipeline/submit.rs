@@ -15,12 +15,13 @@ use super::outbound::prepare;
 use super::{Pipeline, Received, Verdict};
 use crate::address::DirectAddress;
 use crate::discovery::{Discovery, Report};
-use crate::notify::dsn::{self, DsnRecipient};
+use crate::notify::dsn::DsnRecipient;
 use crate::notify::mdn::final_delivery_requested;
+use crate::queue::{DsnOriginal, local_dsn};
 use crate::smime::{SealOptions, mime, seal};
 use crate::smtp::reply::Reply;
 use crate::store::Store;
-use crate::store::queue::{DsnDelivery, NewMessage, NewRecipient, Origin, enqueue_in, file_dsn};
+use crate::store::queue::{NewMessage, NewRecipient, Origin, enqueue_in, file_dsn};
 use crate::store::tracking::track;
 
 pub struct DirectSubmission {
@@ -235,35 +236,20 @@ impl DirectSubmission {
                     last_attempt: now_ms / 1000,
                 })
                 .collect();
-            let dsn_id = crate::queue::new_message_id(&self.hostname);
-            let boundary = format!(
-                "dsn-{}",
-                &crate::certinfo::sha256_hex(dsn_id.as_bytes())[..24]
-            );
-            let raw = dsn::build(&dsn::Dsn {
-                reporting_mta: &self.hostname,
-                to: sender.as_str(),
-                message_id: &dsn_id,
-                boundary: &boundary,
-                date: now_ms / 1000,
-                envid: None,
-                arrival_date: now_ms / 1000,
-                recipients: &report,
-                original,
-                return_full: false,
-            });
-            file_dsn(
-                &mut tx,
-                &DsnDelivery {
-                    to_address: sender.to_string(),
-                    message_id: dsn_id,
-                    sender: format!("MAILER-DAEMON@{}", self.hostname),
-                    subject: "Delivery Status Notification (Failure): no usable certificate".into(),
-                    raw,
+            let dsn = local_dsn(
+                &self.hostname,
+                sender.as_str(),
+                &report,
+                &DsnOriginal {
+                    message: original,
+                    return_full: false,
+                    envid: None,
+                    arrival_secs: now_ms / 1000,
                 },
-                now_ms,
-            )
-            .await?;
+                Some("no usable certificate"),
+                now_ms / 1000,
+            );
+            file_dsn(&mut tx, &dsn, now_ms).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::notify::dsn::{self, DsnRecipient};
+use crate::notify::dsn::DsnRecipient;
 use crate::notify::tracking::Event;
+use crate::queue::{DsnOriginal, local_dsn};
 use crate::store::queue::{DsnDelivery, file_dsn};
 use crate::store::tracking::{TrackingRecord, record_event};
 use crate::store::{Store, StoreError};
@@ -92,37 +93,30 @@ pub(crate) fn tracking_dsn(
     why: &str,
     summary: &str,
 ) -> DsnDelivery {
-    let now = crate::clock::now_ms();
-    let id = crate::queue::new_message_id(hostname);
-    let boundary = format!("dsn-{}", &crate::certinfo::sha256_hex(id.as_bytes())[..24]);
+    let now_secs = crate::clock::now_secs();
+    // Tracking keeps no copy of the message; a header naming it is what the DSN returns.
     let header = format!(
         "Message-ID: {}\r\nTo: {}\r\nSubject: (message sent to {})\r\n",
         rec.message_id, rec.recipient, rec.recipient
     );
-    let raw = dsn::build(&dsn::Dsn {
-        reporting_mta: hostname,
-        to: &rec.sender,
-        message_id: &id,
-        boundary: &boundary,
-        date: now / 1000,
-        envid: None,
-        arrival_date: rec.created_at / 1000,
-        recipients: &[DsnRecipient {
+    local_dsn(
+        hostname,
+        &rec.sender,
+        &[DsnRecipient {
             final_recipient: rec.recipient.clone(),
             original_recipient: None,
             status: status.into(),
             remote_mta: None,
             diagnostic: why.to_string(),
-            last_attempt: now / 1000,
+            last_attempt: now_secs,
         }],
-        original: header.as_bytes(),
-        return_full: false,
-    });
-    DsnDelivery {
-        to_address: rec.sender.clone(),
-        message_id: id,
-        sender: format!("MAILER-DAEMON@{hostname}"),
-        subject: format!("Delivery Status Notification (Failure): {summary}"),
-        raw,
-    }
+        &DsnOriginal {
+            message: header.as_bytes(),
+            return_full: false,
+            envid: None,
+            arrival_secs: rec.created_at / 1000,
+        },
+        Some(summary),
+        now_secs,
+    )
 }

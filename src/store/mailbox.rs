@@ -20,25 +20,10 @@ impl Store {
         addresses: &[String],
         m: &NewMailboxMessage<'_>,
     ) -> Result<u64> {
-        let now = now_ms();
         let mut tx = self.begin_write().await?;
         let mut filed = 0;
         for address in addresses {
-            filed += sqlx::query(
-                "INSERT INTO mailbox (address_id, message_id, sender, subject, kind, size, raw, received_at)
-                 SELECT id, $1, $2, $3, 'message', $4, $5, $6 FROM addresses WHERE address = $7
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(m.message_id)
-            .bind(m.sender)
-            .bind(m.subject)
-            .bind(m.raw.len() as i64)
-            .bind(m.raw)
-            .bind(now)
-            .bind(address)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            filed += file_in(&mut tx, address, "message", m).await?;
         }
         tx.commit().await?;
         Ok(filed)

@@ -575,9 +575,6 @@ impl GroupCommit {
 }
 
 async fn commit_group(store: &Store, group: &[Job]) -> Result<Vec<i64>> {
-    if store.backend() == super::Backend::Sqlite && group.len() > 1 {
-        return commit_group_sqlite(store, group).await;
-    }
     let mut tx = store.begin_write().await?;
     let mut ids = Vec::with_capacity(group.len());
     for j in group {
@@ -592,98 +589,6 @@ async fn commit_group(store: &Store, group: &[Job]) -> Result<Vec<i64>> {
         };
         ids.push(enqueue_in(&mut tx, &msg, &j.rcpts).await?);
     }
-    tx.commit().await?;
-    Ok(ids)
-}
-
-/// SQLite: the whole group in two statements. Every statement is a round trip to sqlx's
-/// SQLite thread, and those round trips, not SQLite, were the cost of a commit. Ids are
-/// assigned here, above both the highest id and AUTOINCREMENT's record of it, which the
-/// write lock of BEGIN IMMEDIATE keeps ours until the commit.
-async fn commit_group_sqlite(store: &Store, group: &[Job]) -> Result<Vec<i64>> {
-    let mut tx = store.begin_write().await?;
-    let base: i64 = sqlx::query(
-        "SELECT MAX(COALESCE((SELECT MAX(id) FROM queue_messages), 0),
-                    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'queue_messages'), 0)) AS base",
-    )
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get("base")?;
-    let now = now_ms();
-    let ids: Vec<i64> = (1..=group.len() as i64).map(|i| base + i).collect();
-    let mut sql = String::from(
-        "INSERT INTO queue_messages (id, message_id, origin, envelope_from, envid, ret, body, size, created_at, expires_at) VALUES ",
-    );
-    for i in 0..group.len() {
-        let p = i * 10;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8,
-            p + 9,
-            p + 10
-        ));
-    }
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (j, id) in group.iter().zip(&ids) {
-        q = q
-            .bind(*id)
-            .bind(j.message_id.as_str())
-            .bind(j.origin.as_str())
-            .bind(j.envelope_from.as_str())
-            .bind(j.envid.as_deref())
-            .bind(j.ret.as_deref())
-            .bind(j.body.as_slice())
-            .bind(j.body.len() as i64)
-            .bind(now)
-            .bind(j.expires_at);
-    }
-    q.execute(&mut *tx).await?;
-    let mut sql = String::from(
-        "INSERT INTO queue_recipients (queue_message_id, recipient, domain, state, next_attempt_at, notify, orcpt, updated_at) VALUES ",
-    );
-    let mut n = 0;
-    for j in group {
-        for _ in &j.rcpts {
-            let p = n * 6;
-            if n > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, 'pending', ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 4
-            ));
-            n += 1;
-        }
-    }
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (j, id) in group.iter().zip(&ids) {
-        for r in &j.rcpts {
-            q = q
-                .bind(*id)
-                .bind(r.address.as_str())
-                .bind(r.domain.as_str())
-                .bind(now)
-                .bind(r.notify.as_deref())
-                .bind(r.orcpt.as_deref());
-        }
-    }
-    q.execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(ids)
 }
