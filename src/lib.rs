@@ -2,6 +2,7 @@
 //! share this library; see DESIGN.md for the map.
 
 pub mod address;
+pub mod api;
 pub mod auth;
 pub mod certinfo;
 pub mod cli;
@@ -14,6 +15,8 @@ pub mod fetch;
 pub mod headers;
 pub mod hosting;
 pub mod keys;
+pub mod login;
+pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod queue;

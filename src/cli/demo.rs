@@ -258,6 +258,8 @@ async fn gateway(me: &Side, other: &Side, root: &Ca, dns: SocketAddr) -> CliResu
     config.smtp.submission_listen = vec![SocketAddr::from(([127, 0, 0, 1], me.submission))];
     // Loopback only, and the demo has no TLS certificate for its listeners.
     config.smtp.require_tls_for_auth = false;
+    // Two gateways in one process, and the demo needs no API: don't take port 8080.
+    config.api.listen = None;
     config.delivery.routes.insert(
         other.domain.to_string(),
         format!("127.0.0.1:{}", other.inbound),

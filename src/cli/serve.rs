@@ -87,6 +87,7 @@ pub struct Running {
     limits: Arc<Limits>,
     data_timeout: std::time::Duration,
     dns: Option<(DnsServer, tokio::task::JoinHandle<()>)>,
+    api: Option<crate::api::Server>,
 }
 
 pub async fn run(ctx: &Ctx) -> CliResult {
@@ -105,6 +106,9 @@ impl Running {
     /// finish the message they are sending and release the rest.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
+        if let Some(api) = self.api.take() {
+            api.stop().await;
+        }
         while self.listeners.join_next().await.is_some() {}
         let deadline = tokio::time::Instant::now() + self.data_timeout;
         while self.limits.active() > 0 && tokio::time::Instant::now() < deadline {
@@ -139,6 +143,9 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
         stopped: stopped.clone(),
     };
     let mut background = JoinSet::new();
+    // Recorded from the start, so the first scrape sees everything since boot.
+    crate::metrics::handle();
+    let submit: crate::api::Submitter;
     match smtp.pipelines {
         Pipelines::Plain => {
             eprintln!(
@@ -161,6 +168,7 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
                 hostname: ctx.config.hostname.clone(),
                 give_up_after: ctx.config.delivery.give_up_after.std(),
             });
+            submit = crate::api::submitter(submission.clone());
             bind_all(
                 &common,
                 Role::Submission,
@@ -180,6 +188,7 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
                 &mut listeners,
             )
             .await?;
+            submit = crate::api::submitter(submission.clone());
             bind_all(
                 &common,
                 Role::Submission,
@@ -218,6 +227,32 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
         workers.spawn(async move { worker.run(stopped, std::time::Duration::from_secs(1)).await });
     }
     let dns = start_dns(ctx).await?;
+    let api = match ctx.config.api.listen {
+        Some(addr) => {
+            let ready = Arc::new(crate::api::Readiness::default());
+            let state = crate::api::ApiState(Arc::new(crate::api::Inner {
+                store: ctx.store.clone(),
+                hostname: ctx.config.hostname.clone(),
+                submit,
+                ready: ready.clone(),
+                max_body: usize::try_from(ctx.config.api.max_body_size.0).unwrap_or(usize::MAX),
+                max_message: usize::try_from(smtp.max_message_size.0).unwrap_or(usize::MAX),
+            }));
+            let server = crate::api::Server::start(addr, state).await.map_err(|e| {
+                CliError::Failed(anyhow::anyhow!(
+                    "cannot listen for the HTTP API on {addr} ([api] listen): {e}"
+                ))
+            })?;
+            eprintln!("hisp: HTTP API listening on http://{}", server.local_addr);
+            // Everything above is bound and running.
+            ready.set(true);
+            Some(server)
+        }
+        None => {
+            drop(submit);
+            None
+        }
+    };
     Ok(Running {
         stop,
         listeners,
@@ -226,6 +261,7 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
         limits,
         data_timeout: smtp.data_timeout.std(),
         dns,
+        api,
     })
 }
 

@@ -79,9 +79,27 @@ impl Discovery {
     /// Discovery for `address` under `anchors`, from the cache when fresh.
     pub async fn discover(&self, address: &DirectAddress, anchors: &Arc<Anchors>) -> Arc<Report> {
         let key = (address.as_str().to_string(), anchors.id());
-        self.cache
-            .get_or_run(key, || self.run(address, anchors.clone()))
-            .await
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let report = self
+            .cache
+            .get_or_run(key, || {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                async {
+                    let _t = crate::metrics::Timer::start(
+                        crate::metrics::DISCOVERY_SECONDS,
+                        ("cache", "miss"),
+                    );
+                    self.run(address, anchors.clone()).await
+                }
+            })
+            .await;
+        let result = if ran.load(std::sync::atomic::Ordering::Relaxed) {
+            "miss"
+        } else {
+            "hit"
+        };
+        metrics::counter!(crate::metrics::DISCOVERY_LOOKUPS, "result" => result).increment(1);
+        report
     }
 
     /// Discovery without the cache (what `hisp discover` shows an admin).

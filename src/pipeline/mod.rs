@@ -74,3 +74,36 @@ pub enum Verdict {
 pub trait Pipeline: Send + Sync + 'static {
     fn process(&self, message: Received) -> impl Future<Output = Verdict> + Send;
 }
+
+/// Counts a pipeline's verdict and audits a refusal (acceptances are audited inside the
+/// transaction that stores the message, so they can't be lost or invented).
+pub(crate) async fn record_verdict(
+    store: &crate::store::Store,
+    direction: &'static str,
+    actor: &str,
+    subject: &str,
+    verdict: &Verdict,
+) {
+    match verdict {
+        Verdict::Accept(_) => crate::metrics::message(direction, "accepted", String::new()),
+        Verdict::Reject(r) => {
+            crate::metrics::message(direction, "rejected", r.status.clone());
+            let event = crate::store::audit::AuditEvent {
+                actor,
+                event: if direction == "in" {
+                    "message.received"
+                } else {
+                    "message.submitted"
+                },
+                subject,
+                outcome: "rejected",
+                detail: serde_json::json!({
+                    "reply": r.code, "status": r.status, "reason": r.text,
+                }),
+            };
+            if let Err(e) = store.audit(&event).await {
+                eprintln!("hisp: warning: rejection not audited: {e}");
+            }
+        }
+    }
+}

@@ -51,6 +51,16 @@ struct OutgoingMdn {
 
 impl Pipeline for DirectInbound {
     async fn process(&self, m: Received) -> Verdict {
+        let (peer, from) = (m.peer, m.mail_from.clone());
+        let verdict = self.receive(m).await;
+        super::record_verdict(&self.store, "in", &format!("smtp:{}", peer.ip()), &from, &verdict)
+            .await;
+        verdict
+    }
+}
+
+impl DirectInbound {
+    async fn receive(&self, m: Received) -> Verdict {
         let snap = match self.keyring.snapshot().await {
             Ok(s) => s,
             Err(e) => {
@@ -143,6 +153,7 @@ impl DirectInbound {
                 crl_cache: &crl,
                 time: crate::clock::now_secs(),
             };
+            let _t = crate::metrics::Timer::start(crate::metrics::CRYPTO_SECONDS, ("op", "open"));
             check(&body, &envelope, &ctx)
         })
         .await;
@@ -182,6 +193,24 @@ impl DirectInbound {
         }
         let mdns = self.mdns(snap, a, &message_id, recipients, &full).await;
         let mut tx = self.store.begin_write().await?;
+        let signer = crate::certinfo::CertInfo::of(&a.signer);
+        crate::store::audit::append(
+            &mut tx,
+            self.store.backend(),
+            &crate::store::audit::AuditEvent {
+                actor: a.sender.as_str(),
+                event: "message.received",
+                subject: &message_id,
+                outcome: "accepted",
+                detail: serde_json::json!({
+                    "recipients": recipients.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                    "signer": signer.sha256,
+                    "signer_subject": signer.subject,
+                    "over_quota": full.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                }),
+            },
+        )
+        .await?;
         let mut filed = 0;
         for r in recipients {
             if full.contains(r) {

@@ -51,6 +51,16 @@ struct Sealed {
 
 impl Pipeline for DirectSubmission {
     async fn process(&self, m: Received) -> Verdict {
+        let (peer, who) = (m.peer, m.authenticated.clone().unwrap_or_else(|| m.mail_from.clone()));
+        let verdict = self.submit(m).await;
+        super::record_verdict(&self.store, "out", &format!("submission:{}", peer.ip()), &who, &verdict)
+            .await;
+        verdict
+    }
+}
+
+impl DirectSubmission {
+    async fn submit(&self, m: Received) -> Verdict {
         let sender_text = m
             .authenticated
             .clone()
@@ -126,12 +136,29 @@ impl Pipeline for DirectSubmission {
             entry.0.push(r.clone());
             entry.1.extend(certs);
         }
+        // Which certificate was chosen for whom, and why the others got none: the audit
+        // log's record of this security decision.
+        let chosen: Vec<serde_json::Value> = recipients
+            .iter()
+            .zip(&reports)
+            .map(|(r, rep)| {
+                let sha: Vec<&str> = rep.selected.iter().map(|c| c.sha256.as_str()).collect();
+                if sha.is_empty() {
+                    serde_json::json!({"recipient": r.as_str(), "refused": rep.failure_reason()})
+                } else {
+                    serde_json::json!({"recipient": r.as_str(), "certificates": sha})
+                }
+            })
+            .collect();
         let message = Arc::new(prepared.message);
         let mut sealed = Vec::new();
         for (_, (rcpts, certs)) in by_domain {
             let (msg, signers, options) = (message.clone(), signers.clone(), self.seal);
-            let result =
-                tokio::task::spawn_blocking(move || seal(&msg, &signers, &certs, &options)).await;
+            let result = tokio::task::spawn_blocking(move || {
+                let _t = crate::metrics::Timer::start(crate::metrics::CRYPTO_SECONDS, ("op", "seal"));
+                seal(&msg, &signers, &certs, &options)
+            })
+            .await;
             match result {
                 Ok(Ok(body)) => sealed.push(Sealed {
                     recipients: rcpts,
@@ -153,6 +180,7 @@ impl Pipeline for DirectSubmission {
                 &unreachable,
                 final_delivery,
                 &message,
+                serde_json::Value::Array(chosen),
             )
             .await
         {
@@ -177,6 +205,7 @@ impl Pipeline for DirectSubmission {
 impl DirectSubmission {
     /// Queues every sealed copy, starts tracking, files the DSN for unreachable recipients:
     /// all or nothing.
+    #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
         sender: &DirectAddress,
@@ -185,9 +214,22 @@ impl DirectSubmission {
         unreachable: &[(DirectAddress, String)],
         final_delivery: bool,
         original: &[u8],
+        certificates: serde_json::Value,
     ) -> Result<(), crate::store::StoreError> {
         let now_ms = crate::clock::now_ms();
         let mut tx = self.store.begin_write().await?;
+        crate::store::audit::append(
+            &mut tx,
+            self.store.backend(),
+            &crate::store::audit::AuditEvent {
+                actor: sender.as_str(),
+                event: "message.submitted",
+                subject: message_id,
+                outcome: "accepted",
+                detail: serde_json::json!({ "recipients": certificates }),
+            },
+        )
+        .await?;
         for s in sealed {
             let rcpts: Vec<NewRecipient> = s
                 .recipients

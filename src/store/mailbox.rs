@@ -117,6 +117,41 @@ impl Store {
         .try_get("used")?)
     }
 
+    /// Entry `id` with the address whose mailbox holds it.
+    pub async fn mailbox_entry(&self, id: i64) -> Result<Option<(String, MailboxItem)>> {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT a.address, m.id, m.message_id, m.sender, m.subject, m.kind, m.size, m.received_at
+             FROM mailbox m JOIN addresses a ON a.id = m.address_id WHERE m.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some((
+            r.try_get("address")?,
+            MailboxItem {
+                id: r.try_get("id")?,
+                message_id: r.try_get("message_id")?,
+                sender: r.try_get("sender")?,
+                subject: r.try_get("subject")?,
+                kind: r.try_get("kind")?,
+                size: r.try_get("size")?,
+                received_at: r.try_get("received_at")?,
+            },
+        )))
+    }
+
+    /// Deletes entry `id`; false if there was none.
+    pub async fn mailbox_remove(&self, id: i64) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM mailbox WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
     /// The stored message `id`.
     pub async fn mailbox_raw(&self, id: i64) -> Result<Option<Vec<u8>>> {
         use sqlx::Row;

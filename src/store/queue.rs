@@ -402,6 +402,18 @@ impl Store {
     }
 
     /// Makes the pending recipients of queue message `id` due now; returns how many.
+    /// Pending recipients and the creation time (Unix ms) of the oldest, for metrics.
+    pub async fn queue_stats(&self) -> Result<(i64, Option<i64>)> {
+        let row = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS depth, MIN(m.created_at) AS oldest
+             FROM queue_recipients r JOIN queue_messages m ON m.id = r.queue_message_id
+             WHERE r.state = 'pending'",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok((row.try_get("depth")?, row.try_get("oldest")?))
+    }
+
     pub async fn queue_retry(&self, id: i64) -> Result<u64> {
         self.require_queue_message(id).await?;
         Ok(sqlx::query(

@@ -61,6 +61,20 @@ impl Store {
         from_row(&row)
     }
 
+    /// The live (not revoked) token stored under `hash`, with the stored hash.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<(Token, String)>> {
+        let sql = SELECT.replace(" FROM api_tokens", ", t.token_hash FROM api_tokens")
+            + " WHERE t.token_hash = $1 AND t.revoked_at IS NULL";
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(r) => Ok(Some((from_row(&r)?, r.try_get("token_hash")?))),
+            None => Ok(None),
+        }
+    }
+
     pub async fn list_tokens(&self) -> Result<Vec<Token>> {
         let sql = format!("{SELECT} ORDER BY t.id");
         sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -188,7 +188,7 @@ impl Env {
         std::fs::write(
             &config,
             format!(
-                "hostname = \"hisp-test.example\"\ndata_dir = \"{}\"\n[database]\nurl = \"{db_url}\"\n",
+                "hostname = \"hisp-test.example\"\ndata_dir = \"{}\"\n[api]\nlisten = \"\"\n[database]\nurl = \"{db_url}\"\n",
                 dir.path().join("data").display()
             ),
         )

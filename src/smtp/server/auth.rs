@@ -5,19 +5,9 @@ use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
 
 use super::conn::Line;
 use super::session::{Flow, Session};
-use crate::address::DirectAddress;
 use crate::pipeline::{Pipeline, Role};
 use crate::smime::mime::decode_base64;
 use crate::smtp::reply::Reply;
-
-/// A syntactically valid argon2id hash of a random password, checked against when the user
-/// does not exist so that unknown and known users take the same time.
-fn decoy_hash() -> &'static str {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| {
-        crate::auth::hash_password("decoy password that matches nothing").unwrap_or_default()
-    })
-}
 
 enum Answer {
     Text(String),
@@ -169,26 +159,11 @@ impl<P: Pipeline> Session<P> {
         Ok((user, password))
     }
 
-    /// The normalised address if the password is right. The argon2 check runs off the
-    /// reactor; unknown users are checked against a decoy so they take as long.
+    /// The normalised address if the password is right; each outcome is audited.
     async fn verify(&self, user: &str, password: String) -> Option<String> {
-        let address = DirectAddress::parse(user).ok()?;
-        let stored = match self.shared.store.address(address.as_str()).await {
-            Ok(a) => a.and_then(|a| a.password_hash),
-            Err(e) => {
-                eprintln!("hisp: smtp auth: store lookup failed: {e}");
-                None
-            }
-        };
-        let ok = tokio::task::spawn_blocking(move || match stored {
-            Some(hash) => crate::auth::verify_password(&password, &hash),
-            None => {
-                crate::auth::verify_password(&password, decoy_hash());
-                false
-            }
-        })
-        .await
-        .unwrap_or(false);
-        ok.then(|| address.as_str().to_string())
+        let who = crate::login::check_password(&self.shared.store, user, password).await;
+        let actor = format!("smtp:{}", self.peer.ip());
+        crate::login::audit(&self.shared.store, &actor, user, who.is_some(), "smtp").await;
+        who
     }
 }

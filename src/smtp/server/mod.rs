@@ -105,6 +105,10 @@ impl<P: Pipeline> Listener<P> {
                     conn.shutdown().await;
                     return;
                 }
+                let _gauge = crate::metrics::SessionGauge::open(match shared.role {
+                    Role::Inbound => "inbound",
+                    Role::Submission => "submission",
+                });
                 session::Session::new(shared, conn, peer).run().await;
                 drop(slot);
             });

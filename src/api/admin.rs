@@ -1,0 +1,299 @@
+//! `/api/v1/admin/...`: the admin commands over HTTP, for an admin token only. Each change
+//! is audited with the API caller as the actor, as the CLI audits its own.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Caller;
+use super::{ApiError, ApiResult, ApiState, body_bytes, parse_json};
+use crate::address::{DirectAddress, normalize_domain};
+use crate::certinfo::{CertInfo, parse_certs};
+use crate::store::anchors::AnchorChange;
+
+async fn audit(state: &ApiState, caller: &Caller, event: &str, subject: &str, detail: Value) -> ApiResult<()> {
+    let actor = caller.actor();
+    state
+        .store
+        .audit(&crate::store::audit::AuditEvent {
+            actor: &actor,
+            event,
+            subject,
+            outcome: "ok",
+            detail,
+        })
+        .await?;
+    Ok(())
+}
+
+fn domain_arg(d: &str) -> ApiResult<String> {
+    normalize_domain(d).map_err(|e| ApiError::bad_request("bad_domain", e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainFilter {
+    #[serde(default)]
+    domain: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Force {
+    #[serde(default)]
+    force: bool,
+}
+
+type Q<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+fn query<T>(q: Q<T>) -> ApiResult<T> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
+}
+
+pub async fn domains(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    Ok(Json(json!({ "domains": state.store.list_domains().await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDomain {
+    name: String,
+}
+
+pub async fn add_domain(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require_admin()?;
+    let req: NewDomain = parse_json(&body_bytes(body, state.max_body)?)?;
+    let name = domain_arg(&req.name)?;
+    let d = state.store.add_domain(&name).await?;
+    audit(&state, &caller, "domain.added", &d.name, json!({})).await?;
+    Ok((StatusCode::CREATED, Json(json!(d))))
+}
+
+pub async fn remove_domain(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    force: Q<Force>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let force = query(force)?.force;
+    let d = state.store.remove_domain(&domain_arg(&name)?, force).await?;
+    audit(&state, &caller, "domain.removed", &d.name, json!({"force": force})).await?;
+    Ok(Json(json!(d)))
+}
+
+pub async fn addresses(
+    State(state): State<ApiState>,
+    caller: Caller,
+    filter: Q<DomainFilter>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let domain = query(filter)?.domain.map(|d| domain_arg(&d)).transpose()?;
+    Ok(Json(json!({ "addresses": state.store.list_addresses(domain.as_deref()).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAddress {
+    address: String,
+    /// A login password; without one the address only receives.
+    #[serde(default)]
+    password: Option<String>,
+}
+
+pub async fn add_address(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require_admin()?;
+    let req: NewAddress = parse_json(&body_bytes(body, state.max_body)?)?;
+    let addr = DirectAddress::parse(&req.address)
+        .map_err(|e| ApiError::bad_request("bad_address", e.to_string()))?;
+    let hash = match req.password {
+        Some(p) => Some(
+            tokio::task::spawn_blocking(move || crate::auth::hash_password(&p))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?
+                .map_err(|e| ApiError::bad_request("bad_password", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let a = state.store.add_address(&addr, hash.as_deref()).await?;
+    audit(&state, &caller, "address.added", &a.address, json!({"login": a.has_password})).await?;
+    Ok((StatusCode::CREATED, Json(json!(a))))
+}
+
+pub async fn remove_address(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(address): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let addr = DirectAddress::parse(&address)
+        .map_err(|e| ApiError::bad_request("bad_address", e.to_string()))?;
+    let a = state.store.remove_address(addr.as_str()).await?;
+    audit(&state, &caller, "address.removed", &a.address, json!({})).await?;
+    Ok(Json(json!(a)))
+}
+
+pub async fn certs(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    Ok(Json(json!({ "certs": state.store.list_local_certs().await? })))
+}
+
+pub async fn remove_cert(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(sha256): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let c = state.store.remove_local_cert(&sha256).await?;
+    audit(&state, &caller, "key.removed", &c.subject, json!({"sha256": c.sha256})).await?;
+    Ok(Json(json!(c)))
+}
+
+pub async fn anchors(
+    State(state): State<ApiState>,
+    caller: Caller,
+    filter: Q<DomainFilter>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let domain = query(filter)?.domain.map(|d| domain_arg(&d)).transpose()?;
+    Ok(Json(json!({ "anchors": state.store.list_anchors(domain.as_deref()).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAnchor {
+    domain: String,
+    /// One or more PEM certificates (or a PEM PKCS#7 bundle).
+    pem: String,
+    #[serde(default)]
+    incoming: bool,
+    #[serde(default)]
+    outgoing: bool,
+}
+
+pub async fn add_anchor(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require_admin()?;
+    let req: NewAnchor = parse_json(&body_bytes(body, state.max_body)?)?;
+    let domain = domain_arg(&req.domain)?;
+    let certs = parse_certs(req.pem.as_bytes(), "pem")
+        .map_err(|e| ApiError::bad_request("bad_certificate", e.to_string()))?;
+    let mut parsed = Vec::new();
+    for cert in &certs {
+        let der = cert
+            .to_der()
+            .map_err(|e| ApiError::bad_request("bad_certificate", e.to_string()))?;
+        parsed.push((CertInfo::of(cert), der));
+    }
+    // Neither flag means both, as on the command line.
+    let (incoming, outgoing) = if req.incoming || req.outgoing {
+        (req.incoming, req.outgoing)
+    } else {
+        (true, true)
+    };
+    let changes = state
+        .store
+        .add_anchors(&domain, &parsed, incoming, outgoing)
+        .await?;
+    for (a, change) in &changes {
+        let event = match change {
+            AnchorChange::Added => "anchor.added",
+            AnchorChange::Widened => "anchor.widened",
+        };
+        audit(
+            &state,
+            &caller,
+            event,
+            &domain,
+            json!({"id": a.id, "sha256": a.sha256, "subject": a.subject,
+                   "incoming": a.incoming, "outgoing": a.outgoing}),
+        )
+        .await?;
+    }
+    let list: Vec<Value> = changes
+        .iter()
+        .map(|(a, c)| json!({"anchor": a, "change": c}))
+        .collect();
+    Ok((StatusCode::CREATED, Json(json!({ "anchors": list }))))
+}
+
+fn id_arg(id: &str) -> ApiResult<i64> {
+    id.parse()
+        .map_err(|_| ApiError::not_found(format!("no entry with id {id:?}")))
+}
+
+pub async fn remove_anchor(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let a = state.store.remove_anchor(id_arg(&id)?).await?;
+    audit(
+        &state,
+        &caller,
+        "anchor.removed",
+        &a.domain,
+        json!({"id": a.id, "sha256": a.sha256, "subject": a.subject}),
+    )
+    .await?;
+    Ok(Json(json!(a)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+pub async fn queue(
+    State(state): State<ApiState>,
+    caller: Caller,
+    q: Q<QueueQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let all = query(q)?.all;
+    Ok(Json(json!({ "queue": state.store.queue_list(all).await? })))
+}
+
+pub async fn retry_queue(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let id = id_arg(&id)?;
+    let n = state.store.queue_retry(id).await?;
+    audit(&state, &caller, "queue.retry", &id.to_string(), json!({"recipients": n})).await?;
+    Ok(Json(json!({ "id": id, "recipients": n })))
+}
+
+pub async fn drop_queue(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let id = id_arg(&id)?;
+    let n = state.store.queue_drop(id).await?;
+    audit(&state, &caller, "queue.dropped", &id.to_string(), json!({"recipients": n})).await?;
+    Ok(Json(json!({ "id": id, "recipients": n })))
+}

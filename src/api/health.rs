@@ -1,0 +1,53 @@
+//! `/metrics` (Prometheus text), `/healthz` (the process answers) and `/readyz` (the store
+//! answers and the listeners are up). No auth: these sit behind the operator's network
+//! policy like any scrape target, and reveal counts, never content.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, ApiResult, ApiState};
+use crate::metrics as m;
+
+const STATES: &[&str] = &["queued", "sent", "processed", "dispatched", "failed", "timed-out"];
+
+pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
+    // Stored state, read fresh on every scrape.
+    let (depth, oldest) = state.store.queue_stats().await?;
+    metrics::gauge!(m::QUEUE_DEPTH).set(depth as f64);
+    let age = oldest
+        .map(|t| ((crate::clock::now_ms() - t).max(0) as f64) / 1000.0)
+        .unwrap_or(0.0);
+    metrics::gauge!(m::QUEUE_OLDEST_SECONDS).set(age);
+    let counts = state.store.tracking_counts().await?;
+    for s in STATES {
+        let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+        metrics::gauge!(m::TRACKING, "state" => *s).set(n as f64);
+    }
+    let handle = m::handle();
+    handle.run_upkeep();
+    let mut response = handle.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = sqlx::query("SELECT 1").execute(state.store.pool()).await;
+    let listeners = state.ready.get();
+    if let Err(e) = &store {
+        return Err(ApiError::unavailable(format!("the store does not answer: {e}"), 5));
+    }
+    if !listeners {
+        return Err(ApiError::unavailable("the SMTP listeners are not up yet", 1));
+    }
+    Ok(Json(serde_json::json!({ "status": "ready", "store": "ok", "listeners": "up" })))
+}
+

@@ -1,0 +1,67 @@
+//! Checking credentials against the store — SMTP AUTH and API Basic passwords, API bearer
+//! tokens — and auditing the outcome. The hashing itself is in `auth` (pure).
+
+use crate::address::DirectAddress;
+use crate::store::Store;
+use crate::store::tokens::Token;
+
+/// A syntactically valid argon2id hash of a random password, checked against when the user
+/// does not exist so that unknown and known users take the same time.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        crate::auth::hash_password("decoy password that matches nothing").unwrap_or_default()
+    })
+}
+
+/// The normalised address if `password` is right for `user`. The argon2 check runs off the
+/// reactor; unknown users are checked against a decoy so they take as long.
+pub async fn check_password(store: &Store, user: &str, password: String) -> Option<String> {
+    let address = DirectAddress::parse(user).ok()?;
+    let stored = match store.address(address.as_str()).await {
+        Ok(a) => a.and_then(|a| a.password_hash),
+        Err(e) => {
+            eprintln!("hisp: login: store lookup failed: {e}");
+            None
+        }
+    };
+    let ok = tokio::task::spawn_blocking(move || match stored {
+        Some(hash) => crate::auth::verify_password(&password, &hash),
+        None => {
+            crate::auth::verify_password(&password, decoy_hash());
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    ok.then(|| address.as_str().to_string())
+}
+
+/// The live token `presented` stands for, if any. The lookup is by hash; the stored hash is
+/// then compared in constant time so no comparison in our code leaks how much matched.
+pub async fn check_token(store: &Store, presented: &str) -> Result<Option<Token>, crate::store::StoreError> {
+    let hash = crate::auth::token_hash(presented);
+    Ok(match store.token_by_hash(&hash).await? {
+        Some((token, stored))
+            if crate::auth::constant_time_eq(stored.as_bytes(), hash.as_bytes()) =>
+        {
+            Some(token)
+        }
+        _ => None,
+    })
+}
+
+/// Records a login attempt. The user name is kept (it is what an investigator needs); the
+/// password never is. A store failure is logged, not fatal: the login itself was decided.
+pub async fn audit(store: &Store, actor: &str, user: &str, ok: bool, via: &str) {
+    let event = crate::store::audit::AuditEvent {
+        actor,
+        event: "login",
+        subject: user,
+        outcome: if ok { "ok" } else { "denied" },
+        detail: serde_json::json!({ "via": via }),
+    };
+    if let Err(e) = store.audit(&event).await {
+        eprintln!("hisp: warning: login of {user} not audited: {e}");
+    }
+}
