@@ -39,7 +39,10 @@ pub async fn check_password(store: &Store, user: &str, password: String) -> Opti
 
 /// The live token `presented` stands for, if any. The lookup is by hash; the stored hash is
 /// then compared in constant time so no comparison in our code leaks how much matched.
-pub async fn check_token(store: &Store, presented: &str) -> Result<Option<Token>, crate::store::StoreError> {
+pub async fn check_token(
+    store: &Store,
+    presented: &str,
+) -> Result<Option<Token>, crate::store::StoreError> {
     let hash = crate::auth::token_hash(presented);
     Ok(match store.token_by_hash(&hash).await? {
         Some((token, stored))

@@ -51,14 +51,26 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_counter!(MESSAGES, "Messages received, by direction, outcome and reason");
+    metrics::describe_counter!(
+        MESSAGES,
+        "Messages received, by direction, outcome and reason"
+    );
     metrics::describe_gauge!(SMTP_SESSIONS_ACTIVE, "SMTP sessions open now");
     metrics::describe_counter!(SMTP_SESSIONS, "SMTP sessions accepted, by listener role");
-    metrics::describe_counter!(DISCOVERY_LOOKUPS, "Certificate discovery lookups, cache hit or miss");
-    metrics::describe_histogram!(DISCOVERY_SECONDS, "Certificate discovery latency (cache misses)");
+    metrics::describe_counter!(
+        DISCOVERY_LOOKUPS,
+        "Certificate discovery lookups, cache hit or miss"
+    );
+    metrics::describe_histogram!(
+        DISCOVERY_SECONDS,
+        "Certificate discovery latency (cache misses)"
+    );
     metrics::describe_histogram!(CRYPTO_SECONDS, "S/MIME seal and open time per message");
     metrics::describe_gauge!(QUEUE_DEPTH, "Recipients waiting in the delivery queue");
-    metrics::describe_gauge!(QUEUE_OLDEST_SECONDS, "Age of the oldest waiting queue entry");
+    metrics::describe_gauge!(
+        QUEUE_OLDEST_SECONDS,
+        "Age of the oldest waiting queue entry"
+    );
     metrics::describe_gauge!(TRACKING, "Outbound tracking records by state");
     metrics::describe_counter!(HTTP_REQUESTS, "HTTP API requests by status class");
 }

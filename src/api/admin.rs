@@ -15,7 +15,13 @@ use crate::address::{DirectAddress, normalize_domain};
 use crate::certinfo::{CertInfo, parse_certs};
 use crate::store::anchors::AnchorChange;
 
-async fn audit(state: &ApiState, caller: &Caller, event: &str, subject: &str, detail: Value) -> ApiResult<()> {
+async fn audit(
+    state: &ApiState,
+    caller: &Caller,
+    event: &str,
+    subject: &str,
+    detail: Value,
+) -> ApiResult<()> {
     let actor = caller.actor();
     state
         .store
@@ -57,7 +63,9 @@ fn query<T>(q: Q<T>) -> ApiResult<T> {
 
 pub async fn domains(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    Ok(Json(json!({ "domains": state.store.list_domains().await? })))
+    Ok(Json(
+        json!({ "domains": state.store.list_domains().await? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -87,8 +95,18 @@ pub async fn remove_domain(
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let force = query(force)?.force;
-    let d = state.store.remove_domain(&domain_arg(&name)?, force).await?;
-    audit(&state, &caller, "domain.removed", &d.name, json!({"force": force})).await?;
+    let d = state
+        .store
+        .remove_domain(&domain_arg(&name)?, force)
+        .await?;
+    audit(
+        &state,
+        &caller,
+        "domain.removed",
+        &d.name,
+        json!({"force": force}),
+    )
+    .await?;
     Ok(Json(json!(d)))
 }
 
@@ -99,7 +117,9 @@ pub async fn addresses(
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let domain = query(filter)?.domain.map(|d| domain_arg(&d)).transpose()?;
-    Ok(Json(json!({ "addresses": state.store.list_addresses(domain.as_deref()).await? })))
+    Ok(Json(
+        json!({ "addresses": state.store.list_addresses(domain.as_deref()).await? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -130,7 +150,14 @@ pub async fn add_address(
         None => None,
     };
     let a = state.store.add_address(&addr, hash.as_deref()).await?;
-    audit(&state, &caller, "address.added", &a.address, json!({"login": a.has_password})).await?;
+    audit(
+        &state,
+        &caller,
+        "address.added",
+        &a.address,
+        json!({"login": a.has_password}),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(json!(a))))
 }
 
@@ -149,7 +176,9 @@ pub async fn remove_address(
 
 pub async fn certs(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    Ok(Json(json!({ "certs": state.store.list_local_certs().await? })))
+    Ok(Json(
+        json!({ "certs": state.store.list_local_certs().await? }),
+    ))
 }
 
 pub async fn remove_cert(
@@ -159,7 +188,14 @@ pub async fn remove_cert(
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let c = state.store.remove_local_cert(&sha256).await?;
-    audit(&state, &caller, "key.removed", &c.subject, json!({"sha256": c.sha256})).await?;
+    audit(
+        &state,
+        &caller,
+        "key.removed",
+        &c.subject,
+        json!({"sha256": c.sha256}),
+    )
+    .await?;
     Ok(Json(json!(c)))
 }
 
@@ -170,7 +206,9 @@ pub async fn anchors(
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let domain = query(filter)?.domain.map(|d| domain_arg(&d)).transpose()?;
-    Ok(Json(json!({ "anchors": state.store.list_anchors(domain.as_deref()).await? })))
+    Ok(Json(
+        json!({ "anchors": state.store.list_anchors(domain.as_deref()).await? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -282,7 +320,14 @@ pub async fn retry_queue(
     caller.require_admin()?;
     let id = id_arg(&id)?;
     let n = state.store.queue_retry(id).await?;
-    audit(&state, &caller, "queue.retry", &id.to_string(), json!({"recipients": n})).await?;
+    audit(
+        &state,
+        &caller,
+        "queue.retry",
+        &id.to_string(),
+        json!({"recipients": n}),
+    )
+    .await?;
     Ok(Json(json!({ "id": id, "recipients": n })))
 }
 
@@ -294,6 +339,13 @@ pub async fn drop_queue(
     caller.require_admin()?;
     let id = id_arg(&id)?;
     let n = state.store.queue_drop(id).await?;
-    audit(&state, &caller, "queue.dropped", &id.to_string(), json!({"recipients": n})).await?;
+    audit(
+        &state,
+        &caller,
+        "queue.dropped",
+        &id.to_string(),
+        json!({"recipients": n}),
+    )
+    .await?;
     Ok(Json(json!({ "id": id, "recipients": n })))
 }

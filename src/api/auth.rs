@@ -62,7 +62,9 @@ impl FromRequestParts<ApiState> for Caller {
                 Some(t) => match t.address {
                     Some(a) => Ok(Caller::Address(a)),
                     // The address was removed; the token died with it.
-                    None => Err(ApiError::unauthorized("this token's address no longer exists")),
+                    None => Err(ApiError::unauthorized(
+                        "this token's address no longer exists",
+                    )),
                 },
                 None => {
                     crate::login::audit(&state.store, &actor, "bearer token", false, "api").await;
@@ -75,7 +77,9 @@ impl FromRequestParts<ApiState> for Caller {
                 .decode(credentials.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ApiError::unauthorized("Basic credentials are not valid base64 UTF-8"))?;
+                .ok_or_else(|| {
+                    ApiError::unauthorized("Basic credentials are not valid base64 UTF-8")
+                })?;
             let (user, password) = decoded
                 .split_once(':')
                 .ok_or_else(|| ApiError::unauthorized("Basic credentials need address:password"))?;

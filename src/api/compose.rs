@@ -301,7 +301,14 @@ mod tests {
         let c = compose(
             r#"{"to":"b@b.example","cc":["c@b.example"],"subject":"Referral","text":"Hello\nBob"}"#,
         );
-        let m = build(&c, "a@a.example", "<1@a>", "Tue, 1 Dec 2026 00:00:00 +0000", "B").unwrap();
+        let m = build(
+            &c,
+            "a@a.example",
+            "<1@a>",
+            "Tue, 1 Dec 2026 00:00:00 +0000",
+            "B",
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(m.message).unwrap(),
             "From: a@a.example\r\nTo: b@b.example\r\nCc: c@b.example\r\nSubject: Referral\r\n\
@@ -318,13 +325,22 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r
                "attachments":[{"filename":"ccd.xml","content_type":"application/xml","content_base64":"PENsaW5pY2FsRG9jdW1lbnQvPg=="},
                               {"filename":"bericht ä.pdf","content_base64":"JVBERi0xLjQK"}]}"#,
         );
-        let m = build(&c, "a@a.example", "<2@a>", "Tue, 1 Dec 2026 00:00:00 +0000", "bnd").unwrap();
+        let m = build(
+            &c,
+            "a@a.example",
+            "<2@a>",
+            "Tue, 1 Dec 2026 00:00:00 +0000",
+            "bnd",
+        )
+        .unwrap();
         assert_eq!(m.recipients.len(), 2);
         let text = String::from_utf8(m.message.clone()).unwrap();
         assert!(!text.contains("hidden@"), "Bcc must not be in the header");
         assert!(text.contains("Subject: =?utf-8?B?"));
         assert!(text.contains("filename*=utf-8''bericht%20%C3%A4.pdf"));
-        let parsed = mail_parser::MessageParser::default().parse(&m.message).unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&m.message)
+            .unwrap();
         assert_eq!(parsed.subject(), Some("Überweisung"));
         let atts: Vec<_> = parsed.attachments().collect();
         assert_eq!(atts.len(), 2);
@@ -372,6 +388,9 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r
         );
         let kept = raw(b"Message-ID: <x@y>\r\nTo: b@b\r\n\r\nhi\r\n", "<new@a>").unwrap();
         assert_eq!(kept.message_id, "<x@y>");
-        assert_eq!(raw(b"no header at all", "<n@a>").err(), Some(ComposeError::NoHeader));
+        assert_eq!(
+            raw(b"no header at all", "<n@a>").err(),
+            Some(ComposeError::NoHeader)
+        );
     }
 }

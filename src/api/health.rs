@@ -10,7 +10,14 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, ApiResult, ApiState};
 use crate::metrics as m;
 
-const STATES: &[&str] = &["queued", "sent", "processed", "dispatched", "failed", "timed-out"];
+const STATES: &[&str] = &[
+    "queued",
+    "sent",
+    "processed",
+    "dispatched",
+    "failed",
+    "timed-out",
+];
 
 pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
     // Stored state, read fresh on every scrape.
@@ -43,11 +50,18 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<Json<serde_json::Va
     let store = sqlx::query("SELECT 1").execute(state.store.pool()).await;
     let listeners = state.ready.get();
     if let Err(e) = &store {
-        return Err(ApiError::unavailable(format!("the store does not answer: {e}"), 5));
+        return Err(ApiError::unavailable(
+            format!("the store does not answer: {e}"),
+            5,
+        ));
     }
     if !listeners {
-        return Err(ApiError::unavailable("the SMTP listeners are not up yet", 1));
+        return Err(ApiError::unavailable(
+            "the SMTP listeners are not up yet",
+            1,
+        ));
     }
-    Ok(Json(serde_json::json!({ "status": "ready", "store": "ok", "listeners": "up" })))
+    Ok(Json(
+        serde_json::json!({ "status": "ready", "store": "ok", "listeners": "up" }),
+    ))
 }
-

@@ -112,7 +112,10 @@ pub async fn show(
         .ok_or_else(|| ApiError::not_found(format!("mailbox entry {id} was just deleted")))?;
     if wants_raw(&headers) {
         return Ok((
-            [(header::CONTENT_TYPE, HeaderValue::from_static("message/rfc822"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("message/rfc822"),
+            )],
             raw,
         )
             .into_response());
@@ -156,7 +159,11 @@ pub async fn attachment(
     let item = entry(&state, &caller, &id).await?;
     let missing = || ApiError::not_found(format!("mailbox entry {id} has no attachment {index}"));
     let n: usize = index.parse().map_err(|_| missing())?;
-    let raw = state.store.mailbox_raw(item.id).await?.ok_or_else(missing)?;
+    let raw = state
+        .store
+        .mailbox_raw(item.id)
+        .await?
+        .ok_or_else(missing)?;
     let found = tokio::task::spawn_blocking(move || super::view::attachment(&raw, n))
         .await
         .map_err(|e| ApiError::internal(format!("cannot read the message: {e}")))?;
@@ -170,7 +177,13 @@ pub async fn attachment(
         // Only a safe ASCII rendition goes into the header; the JSON view has the real name.
         let safe: String = name
             .chars()
-            .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
             h.insert(header::CONTENT_DISPOSITION, v);

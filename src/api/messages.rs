@@ -92,9 +92,7 @@ pub async fn send(
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                format!(
-                    "Content-Type {other:?}: send application/json or message/rfc822"
-                ),
+                format!("Content-Type {other:?}: send application/json or message/rfc822"),
             ));
         }
     };
@@ -194,7 +192,9 @@ pub async fn status(
     };
     let records = state.store.tracking(&id).await?;
     let Some(first) = records.first() else {
-        return Err(ApiError::not_found(format!("no outbound message {id} is tracked")));
+        return Err(ApiError::not_found(format!(
+            "no outbound message {id} is tracked"
+        )));
     };
     if let Caller::Address(me) = &caller
         && !same_address(&first.sender, me)

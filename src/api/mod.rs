@@ -127,7 +127,11 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiState>)> {
             "/api/v1/admin/queue/{id}/retry",
             post(admin::retry_queue),
         ),
-        ("delete", "/api/v1/admin/queue/{id}", delete(admin::drop_queue)),
+        (
+            "delete",
+            "/api/v1/admin/queue/{id}",
+            delete(admin::drop_queue),
+        ),
         ("get", "/api/v1/openapi.json", get(openapi::serve)),
         ("get", "/metrics", get(health::metrics)),
         ("get", "/healthz", get(health::healthz)),

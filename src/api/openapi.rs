@@ -69,10 +69,22 @@ pub fn document() -> Value {
         } else {
             json!([])
         };
-        op(&format!("List {what}"), "admin", params, None, any_json(what))
+        op(
+            &format!("List {what}"),
+            "admin",
+            params,
+            None,
+            any_json(what),
+        )
     };
     let admin_delete = |what: &str, p: &str| {
-        op(&format!("Remove {what}"), "admin", json!([path_param(p, what)]), None, any_json("The removed entry"))
+        op(
+            &format!("Remove {what}"),
+            "admin",
+            json!([path_param(p, what)]),
+            None,
+            any_json("The removed entry"),
+        )
     };
     json!({
         "openapi": "3.0.3",

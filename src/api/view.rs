@@ -103,7 +103,8 @@ pub fn attachment(raw: &[u8], index: usize) -> Option<(String, Option<String>, V
 mod tests {
     use super::*;
 
-    const MSG: &[u8] = b"From: a@a.example\r\nTo: b@b.example\r\nSubject: =?utf-8?B?w5xiZXJ3ZWlzdW5n?=\r\n\
+    const MSG: &[u8] =
+        b"From: a@a.example\r\nTo: b@b.example\r\nSubject: =?utf-8?B?w5xiZXJ3ZWlzdW5n?=\r\n\
 X-Long: one\r\n two\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
 --b\r\nContent-Type: text/plain\r\n\r\nPlease see the referral.\r\n\
 --b\r\nContent-Type: application/xml\r\nContent-Disposition: attachment; filename=\"ccd.xml\"\r\n\
@@ -131,7 +132,10 @@ Content-Transfer-Encoding: base64\r\n\r\nPENsaW5pY2FsRG9jdW1lbnQvPg==\r\n--b--\r
             }]
         );
         let (ct, name, bytes) = attachment(MSG, 0).unwrap();
-        assert_eq!((ct.as_str(), name.as_deref()), ("application/xml", Some("ccd.xml")));
+        assert_eq!(
+            (ct.as_str(), name.as_deref()),
+            ("application/xml", Some("ccd.xml"))
+        );
         assert_eq!(bytes, b"<ClinicalDocument/>");
         assert!(attachment(MSG, 1).is_none());
     }

@@ -53,8 +53,14 @@ impl Pipeline for DirectInbound {
     async fn process(&self, m: Received) -> Verdict {
         let (peer, from) = (m.peer, m.mail_from.clone());
         let verdict = self.receive(m).await;
-        super::record_verdict(&self.store, "in", &format!("smtp:{}", peer.ip()), &from, &verdict)
-            .await;
+        super::record_verdict(
+            &self.store,
+            "in",
+            &format!("smtp:{}", peer.ip()),
+            &from,
+            &verdict,
+        )
+        .await;
         verdict
     }
 }

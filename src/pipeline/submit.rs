@@ -51,10 +51,21 @@ struct Sealed {
 
 impl Pipeline for DirectSubmission {
     async fn process(&self, m: Received) -> Verdict {
-        let (peer, who) = (m.peer, m.authenticated.clone().unwrap_or_else(|| m.mail_from.clone()));
+        let (peer, who) = (
+            m.peer,
+            m.authenticated
+                .clone()
+                .unwrap_or_else(|| m.mail_from.clone()),
+        );
         let verdict = self.submit(m).await;
-        super::record_verdict(&self.store, "out", &format!("submission:{}", peer.ip()), &who, &verdict)
-            .await;
+        super::record_verdict(
+            &self.store,
+            "out",
+            &format!("submission:{}", peer.ip()),
+            &who,
+            &verdict,
+        )
+        .await;
         verdict
     }
 }
@@ -155,7 +166,8 @@ impl DirectSubmission {
         for (_, (rcpts, certs)) in by_domain {
             let (msg, signers, options) = (message.clone(), signers.clone(), self.seal);
             let result = tokio::task::spawn_blocking(move || {
-                let _t = crate::metrics::Timer::start(crate::metrics::CRYPTO_SECONDS, ("op", "seal"));
+                let _t =
+                    crate::metrics::Timer::start(crate::metrics::CRYPTO_SECONDS, ("op", "seal"));
                 seal(&msg, &signers, &certs, &options)
             })
             .await;

@@ -165,11 +165,10 @@ impl Store {
     /// Records past their deadline that are not complete (`limit` at a time).
     /// How many tracking records are in each state, for metrics.
     pub async fn tracking_counts(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT state, CAST(COUNT(*) AS BIGINT) AS n FROM tracking GROUP BY state",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        let rows =
+            sqlx::query("SELECT state, CAST(COUNT(*) AS BIGINT) AS n FROM tracking GROUP BY state")
+                .fetch_all(self.pool())
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
             .collect()

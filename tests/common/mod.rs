@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod http_client;
 pub mod interop;
 pub mod slapd;
 pub mod smtp;
