@@ -1,6 +1,10 @@
 //! Checking credentials against the store — SMTP AUTH and API Basic passwords, API bearer
 //! tokens — and auditing the outcome. The hashing itself is in `auth` (pure).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use crate::address::DirectAddress;
 use crate::store::Store;
 use crate::store::tokens::Token;
@@ -66,5 +70,58 @@ pub async fn audit(store: &Store, actor: &str, user: &str, ok: bool, via: &str) 
     };
     if let Err(e) = store.audit(&event).await {
         eprintln!("hisp: warning: login of {user} not audited: {e}");
+    }
+}
+
+/// Bearer tokens checked recently, so a busy API client costs no store round trip per
+/// request. A revoked token or removed address stops working within [`TokenCache::TTL`],
+/// the same bound as every other admin change reaching a running server.
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, (Option<Token>, Instant)>>,
+}
+
+impl TokenCache {
+    pub const TTL: Duration = Duration::from_secs(5);
+    /// Unknown tokens are remembered briefly: enough to blunt a flood of guesses, short
+    /// enough that a token just created works at once in practice.
+    const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+    const MAX_ENTRIES: usize = 10_000;
+
+    pub fn new() -> TokenCache {
+        TokenCache {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Like [`check_token`], through the cache.
+    pub async fn check(
+        &self,
+        store: &Store,
+        presented: &str,
+    ) -> Result<Option<Token>, crate::store::StoreError> {
+        let key = crate::auth::token_hash(presented);
+        if let Some((token, at)) = self.entries.lock().expect("token cache").get(&key) {
+            let ttl = if token.is_some() {
+                Self::TTL
+            } else {
+                Self::NEGATIVE_TTL
+            };
+            if at.elapsed() < ttl {
+                return Ok(token.clone());
+            }
+        }
+        let token = check_token(store, presented).await?;
+        let mut entries = self.entries.lock().expect("token cache");
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key, (token.clone(), Instant::now()));
+        Ok(token)
+    }
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache::new()
     }
 }

@@ -56,7 +56,7 @@ impl FromRequestParts<ApiState> for Caller {
         let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
         let actor = format!("api:{peer}");
         if scheme.eq_ignore_ascii_case("bearer") {
-            let token = crate::login::check_token(&state.store, credentials.trim()).await?;
+            let token = state.tokens.check(&state.store, credentials.trim()).await?;
             return match token {
                 Some(t) if t.admin => Ok(Caller::Admin),
                 Some(t) => match t.address {

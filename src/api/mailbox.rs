@@ -46,11 +46,19 @@ fn whose(caller: &Caller, named: Option<&str>) -> ApiResult<String> {
     }
 }
 
+#[derive(serde::Serialize)]
+pub struct Page {
+    address: String,
+    messages: Vec<MailboxItem>,
+    /// The `after` for the next page; null on the last.
+    next_after: Option<i64>,
+}
+
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Page>> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let address = whose(&caller, q.address.as_deref())?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
@@ -66,11 +74,11 @@ pub async fn list(
     let next = (items.len() as i64 == limit)
         .then(|| items.last().map(|i| i.id))
         .flatten();
-    Ok(Json(serde_json::json!({
-        "address": address,
-        "messages": items,
-        "next_after": next,
-    })))
+    Ok(Json(Page {
+        address,
+        messages: items,
+        next_after: next,
+    }))
 }
 
 /// Entry `id` if the caller may see it: 404 if there is none, 403 if it is someone else's.

@@ -61,6 +61,7 @@ pub struct Inner {
     pub hostname: String,
     pub submit: Submitter,
     pub ready: Arc<Readiness>,
+    pub tokens: crate::login::TokenCache,
     /// `[api] max_body_size`: the largest request body.
     pub max_body: usize,
     /// `[smtp] max_message_size`: the largest message, however it arrives.

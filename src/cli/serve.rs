@@ -235,6 +235,7 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
                 hostname: ctx.config.hostname.clone(),
                 submit,
                 ready: ready.clone(),
+                tokens: crate::login::TokenCache::new(),
                 max_body: usize::try_from(ctx.config.api.max_body_size.0).unwrap_or(usize::MAX),
                 max_message: usize::try_from(smtp.max_message_size.0).unwrap_or(usize::MAX),
             }));
