@@ -215,9 +215,6 @@ impl Store {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     conn.execute("PRAGMA synchronous = FULL").await?;
-                    // Reads through a memory map instead of a read() per page: a mailbox page
-                    // under API load spent a tenth of its time copying pages.
-                    conn.execute("PRAGMA mmap_size = 268435456").await?;
                     Ok(())
                 })
             });
