@@ -24,5 +24,11 @@ openssl x509 -in "$tmp/c.pem" -outform DER -out "$tmp/c.der"
 { printf '\x00\x01\x00\x00\x00'; cat "$tmp/c.der"; } > corpus/dns_cert_rdata/pkix.bin
 printf '\x00\x04\x00\x00\x00http://ca.example/bob.cer' > corpus/dns_cert_rdata/ipkix.bin
 printf 'Content-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n--b\r\nContent-Type: message/disposition-notification\r\n\r\nFinal-Recipient: rfc822;b@hisp-b.example\r\nOriginal-Message-ID: <1@a>\r\nDisposition: automatic-action/MDN-sent-automatically; processed\r\n\r\n--b--\r\n' > corpus/notify_parse/mdn.eml
+printf 'Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.hisp-b.example\r\n\r\nFinal-Recipient: rfc822;b@hisp-b.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <1@a>\r\n\r\n--b--\r\n' > corpus/notify_parse/dsn.eml
 cp ../config/hisp.toml corpus/config_parse/hisp.toml
+# SMTP sessions: first byte even = inbound listener, odd = submission.
+mkdir -p corpus/smtp_session
+printf '\x00EHLO c.example\r\nMAIL FROM:<x@hisp-b.example> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<alice@hisp-a.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice+2B@hisp-a.example\r\nDATA\r\nSubject: s\r\n\r\n..dot\r\n.\r\nRSET\r\nNOOP\r\nVRFY x\r\nQUIT\r\n' > corpus/smtp_session/inbound.txt
+printf '\x01EHLO c.example\r\nAUTH PLAIN AGFsaWNlQGhpc3AtYS5leGFtcGxlAHNlY3JldA==\r\nMAIL FROM:<alice@hisp-a.example>\r\nRCPT TO:<b@hisp-b.example>\r\nDATA\r\nFrom: alice@hisp-a.example\r\n\r\nhi\r\n.\r\nQUIT\r\n' > corpus/smtp_session/submission.txt
+printf '\x01EHLO c\r\nAUTH LOGIN\r\nYWxpY2VAaGlzcC1hLmV4YW1wbGU=\r\nc2VjcmV0\r\nSTARTTLS\r\nBDAT 5 LAST\r\nhello' > corpus/smtp_session/login.txt
 echo "seeds written under fuzz/corpus/"

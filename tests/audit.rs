@@ -94,6 +94,48 @@ async fn run(backend: Backend) {
     assert!(json.json()["problem"].as_str().unwrap().contains("entry 3"));
 }
 
+/// An admin change and its audit entry commit together: when the entry cannot be written,
+/// the change does not happen either.
+async fn change_and_entry_are_one_transaction(backend: Backend) {
+    let env = Env::new(backend).await;
+    env.run(&["domain", "add", "hisp-a.example"]).ok();
+    tamper(&env, "ALTER TABLE audit_log RENAME TO audit_log_away").await;
+    let failed = env.run(&["domain", "add", "hisp-b.example"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(failed.stderr.contains("audit_log"), "{}", failed.stderr);
+    env.run(&["address", "add", "nobody@hisp-a.example"])
+        .fails(1, "audit_log");
+    tamper(&env, "ALTER TABLE audit_log_away RENAME TO audit_log").await;
+    let domains = env.run(&["domain", "list", "--json"]).ok().json();
+    let names: Vec<&str> = domains
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["hisp-a.example"],
+        "a change escaped its audit entry"
+    );
+    env.run(&["address", "list", "--json"]).ok();
+    assert!(
+        env.run(&["address", "list"])
+            .ok()
+            .stdout
+            .lines()
+            .all(|l| !l.contains("nobody"))
+    );
+    env.run(&["audit", "verify"]).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_changes_commit_with_their_audit_entry_on_every_backend() {
+    for b in backends() {
+        change_and_entry_are_one_transaction(b).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_chain_detects_tampering_on_every_backend() {
     for b in backends() {

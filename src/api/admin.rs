@@ -1,5 +1,5 @@
 //! `/api/v1/admin/...`: the admin commands over HTTP, for an admin token only. Each change
-//! is audited with the API caller as the actor, as the CLI audits its own.
+//! is audited with the API caller as the actor, in the change's own transaction.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -13,28 +13,6 @@ use super::auth::Caller;
 use super::{ApiError, ApiResult, ApiState, body_bytes, parse_json};
 use crate::address::{DirectAddress, normalize_domain};
 use crate::certinfo::{CertInfo, parse_certs};
-use crate::store::anchors::AnchorChange;
-
-async fn audit(
-    state: &ApiState,
-    caller: &Caller,
-    event: &str,
-    subject: &str,
-    detail: Value,
-) -> ApiResult<()> {
-    let actor = caller.actor();
-    state
-        .store
-        .audit(&crate::store::audit::AuditEvent {
-            actor: &actor,
-            event,
-            subject,
-            outcome: "ok",
-            detail,
-        })
-        .await?;
-    Ok(())
-}
 
 fn domain_arg(d: &str) -> ApiResult<String> {
     normalize_domain(d).map_err(|e| ApiError::bad_request("bad_domain", e.to_string()))
@@ -82,8 +60,11 @@ pub async fn add_domain(
     caller.require_admin()?;
     let req: NewDomain = parse_json(&body_bytes(body, state.max_body)?)?;
     let name = domain_arg(&req.name)?;
-    let d = state.store.add_domain(&name).await?;
-    audit(&state, &caller, "domain.added", &d.name, json!({})).await?;
+    let d = state
+        .store
+        .acting_as(&caller.actor())
+        .add_domain(&name)
+        .await?;
     Ok((StatusCode::CREATED, Json(json!(d))))
 }
 
@@ -99,14 +80,6 @@ pub async fn remove_domain(
         .store
         .remove_domain(&domain_arg(&name)?, force)
         .await?;
-    audit(
-        &state,
-        &caller,
-        "domain.removed",
-        &d.name,
-        json!({"force": force}),
-    )
-    .await?;
     Ok(Json(json!(d)))
 }
 
@@ -149,15 +122,11 @@ pub async fn add_address(
         ),
         None => None,
     };
-    let a = state.store.add_address(&addr, hash.as_deref()).await?;
-    audit(
-        &state,
-        &caller,
-        "address.added",
-        &a.address,
-        json!({"login": a.has_password}),
-    )
-    .await?;
+    let a = state
+        .store
+        .acting_as(&caller.actor())
+        .add_address(&addr, hash.as_deref())
+        .await?;
     Ok((StatusCode::CREATED, Json(json!(a))))
 }
 
@@ -169,8 +138,11 @@ pub async fn remove_address(
     caller.require_admin()?;
     let addr = DirectAddress::parse(&address)
         .map_err(|e| ApiError::bad_request("bad_address", e.to_string()))?;
-    let a = state.store.remove_address(addr.as_str()).await?;
-    audit(&state, &caller, "address.removed", &a.address, json!({})).await?;
+    let a = state
+        .store
+        .acting_as(&caller.actor())
+        .remove_address(addr.as_str())
+        .await?;
     Ok(Json(json!(a)))
 }
 
@@ -187,15 +159,11 @@ pub async fn remove_cert(
     Path(sha256): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    let c = state.store.remove_local_cert(&sha256).await?;
-    audit(
-        &state,
-        &caller,
-        "key.removed",
-        &c.subject,
-        json!({"sha256": c.sha256}),
-    )
-    .await?;
+    let c = state
+        .store
+        .acting_as(&caller.actor())
+        .remove_local_cert(&sha256)
+        .await?;
     Ok(Json(json!(c)))
 }
 
@@ -248,23 +216,9 @@ pub async fn add_anchor(
     };
     let changes = state
         .store
+        .acting_as(&caller.actor())
         .add_anchors(&domain, &parsed, incoming, outgoing)
         .await?;
-    for (a, change) in &changes {
-        let event = match change {
-            AnchorChange::Added => "anchor.added",
-            AnchorChange::Widened => "anchor.widened",
-        };
-        audit(
-            &state,
-            &caller,
-            event,
-            &domain,
-            json!({"id": a.id, "sha256": a.sha256, "subject": a.subject,
-                   "incoming": a.incoming, "outgoing": a.outgoing}),
-        )
-        .await?;
-    }
     let list: Vec<Value> = changes
         .iter()
         .map(|(a, c)| json!({"anchor": a, "change": c}))
@@ -283,15 +237,11 @@ pub async fn remove_anchor(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    let a = state.store.remove_anchor(id_arg(&id)?).await?;
-    audit(
-        &state,
-        &caller,
-        "anchor.removed",
-        &a.domain,
-        json!({"id": a.id, "sha256": a.sha256, "subject": a.subject}),
-    )
-    .await?;
+    let a = state
+        .store
+        .acting_as(&caller.actor())
+        .remove_anchor(id_arg(&id)?)
+        .await?;
     Ok(Json(json!(a)))
 }
 
@@ -319,15 +269,11 @@ pub async fn retry_queue(
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let id = id_arg(&id)?;
-    let n = state.store.queue_retry(id).await?;
-    audit(
-        &state,
-        &caller,
-        "queue.retry",
-        &id.to_string(),
-        json!({"recipients": n}),
-    )
-    .await?;
+    let n = state
+        .store
+        .acting_as(&caller.actor())
+        .queue_retry(id)
+        .await?;
     Ok(Json(json!({ "id": id, "recipients": n })))
 }
 
@@ -338,14 +284,10 @@ pub async fn drop_queue(
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let id = id_arg(&id)?;
-    let n = state.store.queue_drop(id).await?;
-    audit(
-        &state,
-        &caller,
-        "queue.dropped",
-        &id.to_string(),
-        json!({"recipients": n}),
-    )
-    .await?;
+    let n = state
+        .store
+        .acting_as(&caller.actor())
+        .queue_drop(id)
+        .await?;
     Ok(Json(json!({ "id": id, "recipients": n })))
 }

@@ -52,12 +52,6 @@ pub async fn run(ctx: &Ctx, cmd: AddressCmd) -> CliResult {
             let addr = parse(&address)?;
             let hash = hashed(password_from_env(password_env.as_deref())?)?;
             let a = ctx.store.add_address(&addr, hash.as_deref()).await?;
-            ctx.audit(
-                "address.added",
-                &a.address,
-                json!({"login": a.has_password}),
-            )
-            .await?;
             if ctx.json {
                 return print_json(&a);
             }
@@ -96,7 +90,6 @@ pub async fn run(ctx: &Ctx, cmd: AddressCmd) -> CliResult {
         AddressCmd::Remove { address } => {
             let addr = parse(&address)?;
             let a = ctx.store.remove_address(addr.as_str()).await?;
-            ctx.audit("address.removed", &a.address, json!({})).await?;
             if ctx.json {
                 return print_json(&a);
             }
@@ -113,8 +106,6 @@ pub async fn run(ctx: &Ctx, cmd: AddressCmd) -> CliResult {
             let hash = hashed(password_from_env(Some(&password_env))?)?;
             ctx.store
                 .set_password_hash(addr.as_str(), hash.as_deref())
-                .await?;
-            ctx.audit("address.password_changed", addr.as_str(), json!({}))
                 .await?;
             if ctx.json {
                 return print_json(&json!({"address": addr.as_str(), "password_set": true}));

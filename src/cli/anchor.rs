@@ -64,19 +64,6 @@ pub async fn run(ctx: &Ctx, cmd: AnchorCmd) -> CliResult {
                 .store
                 .add_anchors(&domain, &parsed, incoming, outgoing)
                 .await?;
-            for (a, change) in &changes {
-                let event = match change {
-                    AnchorChange::Added => "anchor.added",
-                    AnchorChange::Widened => "anchor.widened",
-                };
-                ctx.audit(
-                    event,
-                    &domain,
-                    json!({"id": a.id, "sha256": a.sha256, "subject": a.subject,
-                           "incoming": a.incoming, "outgoing": a.outgoing}),
-                )
-                .await?;
-            }
             if ctx.json {
                 let list: Vec<_> = changes
                     .iter()
@@ -135,12 +122,6 @@ pub async fn run(ctx: &Ctx, cmd: AnchorCmd) -> CliResult {
         }
         AnchorCmd::Remove { id } => {
             let a = ctx.store.remove_anchor(id).await?;
-            ctx.audit(
-                "anchor.removed",
-                &a.domain,
-                json!({"id": a.id, "sha256": a.sha256}),
-            )
-            .await?;
             if ctx.json {
                 return print_json(&a);
             }

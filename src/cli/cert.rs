@@ -131,8 +131,6 @@ pub async fn run(ctx: &Ctx, cmd: CertCmd) -> CliResult {
                 .remove_local_cert(&sha256)
                 .await
                 .map_err(super::CliError::from)?;
-            ctx.audit("key.removed", &c.subject, json!({"sha256": c.sha256}))
-                .await?;
             if ctx.json {
                 return print_json(&c);
             }
@@ -208,13 +206,6 @@ async fn import(ctx: &Ctx, material: KeyMaterial) -> CliResult {
             key_sealed: &sealed,
         })
         .await?;
-    ctx.audit(
-        "key.imported",
-        &row.subject,
-        json!({"sha256": row.sha256, "binding": row.binding, "issuer": row.issuer_dn,
-               "not_after": row.not_after, "chain": material.chain.len()}),
-    )
-    .await?;
     let now = now_secs();
     let mut warnings = Vec::new();
     if info.not_after < now {

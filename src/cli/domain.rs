@@ -1,7 +1,6 @@
 //! `hisp domain add|list|remove`.
 
 use clap::Subcommand;
-use serde_json::json;
 
 use super::output::{date, print_json, print_table};
 use super::{CliError, CliResult, Ctx};
@@ -31,7 +30,6 @@ pub async fn run(ctx: &Ctx, cmd: DomainCmd) -> CliResult {
         DomainCmd::Add { domain } => {
             let name = parse(&domain)?;
             let d = ctx.store.add_domain(&name).await?;
-            ctx.audit("domain.added", &d.name, json!({})).await?;
             if ctx.json {
                 return print_json(&d);
             }
@@ -63,8 +61,6 @@ pub async fn run(ctx: &Ctx, cmd: DomainCmd) -> CliResult {
         DomainCmd::Remove { domain, force } => {
             let name = parse(&domain)?;
             let d = ctx.store.remove_domain(&name, force).await?;
-            ctx.audit("domain.removed", &d.name, json!({"force": force}))
-                .await?;
             if ctx.json {
                 return print_json(&d);
             }

@@ -152,7 +152,8 @@ impl Ctx {
         Ok(Ctx {
             config,
             source,
-            store,
+            // Every admin change a command makes is audited in its own transaction.
+            store: store.acting_as(&cli_actor()),
             master: std::sync::Arc::new(master),
             json,
         })
@@ -160,25 +161,16 @@ impl Ctx {
 
     /// Who did it, for the audit log.
     pub fn actor(&self) -> String {
-        let user = std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "unknown".to_string());
-        format!("cli:{user}")
+        cli_actor()
     }
+}
 
-    pub async fn audit(&self, event: &str, subject: &str, detail: serde_json::Value) -> CliResult {
-        let actor = self.actor();
-        self.store
-            .audit(&crate::store::audit::AuditEvent {
-                actor: &actor,
-                event,
-                subject,
-                outcome: "ok",
-                detail,
-            })
-            .await?;
-        Ok(())
-    }
+/// The operating-system user behind a command (through sudo too), for the audit log.
+fn cli_actor() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("cli:{user}")
 }
 
 /// Finds the master key and checks it against the value recorded in the store, so a wrong

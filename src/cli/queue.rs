@@ -88,8 +88,6 @@ pub async fn run(ctx: &Ctx, cmd: QueueCmd) -> CliResult {
         }
         QueueCmd::Retry { id } => {
             let n = ctx.store.queue_retry(id).await?;
-            ctx.audit("queue.retry", &id.to_string(), json!({"recipients": n}))
-                .await?;
             if ctx.json {
                 return print_json(&json!({"id": id, "recipients": n}));
             }
@@ -97,8 +95,6 @@ pub async fn run(ctx: &Ctx, cmd: QueueCmd) -> CliResult {
         }
         QueueCmd::Drop { id } => {
             let n = ctx.store.queue_drop(id).await?;
-            ctx.audit("queue.dropped", &id.to_string(), json!({"recipients": n}))
-                .await?;
             if ctx.json {
                 return print_json(&json!({"id": id, "recipients": n}));
             }

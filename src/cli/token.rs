@@ -48,12 +48,6 @@ pub async fn run(ctx: &Ctx, cmd: TokenCmd) -> CliResult {
                 )
                 .await?;
             let subject = row.address.clone().unwrap_or_else(|| "admin".to_string());
-            ctx.audit(
-                "token.created",
-                &subject,
-                json!({"id": row.id, "prefix": row.prefix}),
-            )
-            .await?;
             if ctx.json {
                 return print_json(
                     &json!({"id": row.id, "token": t.token, "address": row.address, "admin": row.admin}),
@@ -95,8 +89,6 @@ pub async fn run(ctx: &Ctx, cmd: TokenCmd) -> CliResult {
         }
         TokenCmd::Revoke { id } => {
             ctx.store.revoke_token(id).await?;
-            ctx.audit("token.revoked", &id.to_string(), json!({}))
-                .await?;
             if ctx.json {
                 return print_json(&json!({"id": id, "revoked": true}));
             }

@@ -38,6 +38,7 @@ impl Store {
         password_hash: Option<&str>,
     ) -> Result<Address> {
         let domain = self.require_domain(address.domain()).await?;
+        let mut tx = self.begin_write().await?;
         on_duplicate(
             sqlx::query(
             "INSERT INTO addresses (domain_id, address, password_hash, created_at) VALUES ($1, $2, $3, $4)",
@@ -46,12 +47,20 @@ impl Store {
         .bind(address.as_str())
         .bind(password_hash)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await,
             || format!(
                 "address {address} already exists"
             ),
         )?;
+        self.audit_change(
+            &mut tx,
+            "address.added",
+            address.as_str(),
+            serde_json::json!({"login": password_hash.is_some()}),
+        )
+        .await?;
+        tx.commit().await?;
         self.require_address(address.as_str()).await
     }
 
@@ -94,10 +103,11 @@ impl Store {
     }
 
     pub async fn set_password_hash(&self, address: &str, hash: Option<&str>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query("UPDATE addresses SET password_hash = $1 WHERE address = $2")
             .bind(hash)
             .bind(address)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
         if n == 0 {
@@ -105,16 +115,33 @@ impl Store {
                 "address {address} is not a local address"
             )));
         }
+        self.audit_change(
+            &mut tx,
+            "address.password_changed",
+            address,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Removes the address with its mailbox, keys and tokens.
     pub async fn remove_address(&self, address: &str) -> Result<Address> {
         let a = self.require_address(address).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM addresses WHERE id = $1")
             .bind(a.id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        self.audit_change(
+            &mut tx,
+            "address.removed",
+            &a.address,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(a)
     }
 }

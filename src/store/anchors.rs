@@ -114,7 +114,20 @@ impl Store {
                 .bind(&info.sha256)
                 .fetch_one(&mut *tx)
                 .await?;
-            changes.push((from_row(&row)?, change));
+            let anchor = from_row(&row)?;
+            let event = match change {
+                AnchorChange::Added => "anchor.added",
+                AnchorChange::Widened => "anchor.widened",
+            };
+            self.audit_change(
+                &mut tx,
+                event,
+                domain,
+                serde_json::json!({"id": anchor.id, "sha256": anchor.sha256, "subject": anchor.subject,
+                       "incoming": anchor.incoming, "outgoing": anchor.outgoing}),
+            )
+            .await?;
+            changes.push((anchor, change));
         }
         tx.commit().await?;
         Ok(changes)
@@ -152,10 +165,19 @@ impl Store {
             .ok_or_else(|| {
                 StoreError::NotFound(format!("no anchor with id {id} (see `hisp anchor list`)"))
             })?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM anchors WHERE id = $1")
             .bind(id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        self.audit_change(
+            &mut tx,
+            "anchor.removed",
+            &anchor.domain,
+            serde_json::json!({"id": anchor.id, "sha256": anchor.sha256, "subject": anchor.subject}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(anchor)
     }
 }

@@ -34,14 +34,18 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Domain> {
 impl Store {
     /// `name` must already be normalised (see `address::normalize_domain`).
     pub async fn add_domain(&self, name: &str) -> Result<Domain> {
+        let mut tx = self.begin_write().await?;
         on_duplicate(
             sqlx::query("INSERT INTO domains (name, created_at) VALUES ($1, $2)")
                 .bind(name)
                 .bind(now_ms())
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await,
             || format!("domain {name} already exists"),
         )?;
+        self.audit_change(&mut tx, "domain.added", name, serde_json::json!({}))
+            .await?;
+        tx.commit().await?;
         self.domain(name)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("domain {name} vanished after insert")))
@@ -89,6 +93,7 @@ impl Store {
         }
         // Re-check emptiness in the DELETE itself: an address added since the count above
         // must not be cascade-deleted without --force.
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "DELETE FROM domains WHERE id = $1 AND ($2 = 1 OR (
                 NOT EXISTS (SELECT 1 FROM addresses WHERE domain_id = $1)
@@ -97,7 +102,7 @@ impl Store {
         )
         .bind(d.id)
         .bind(i64::from(force))
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if n == 0 {
@@ -105,6 +110,14 @@ impl Store {
                 "domain {name} changed while being removed; run the command again"
             )));
         }
+        self.audit_change(
+            &mut tx,
+            "domain.removed",
+            &d.name,
+            serde_json::json!({"force": force}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(d)
     }
 }

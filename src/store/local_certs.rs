@@ -72,6 +72,7 @@ impl Store {
             Some(a) => Some(self.require_address(a).await?.id),
             None => None,
         };
+        let mut tx = self.begin_write().await?;
         on_duplicate(
             sqlx::query(
             "INSERT INTO local_certs (domain_id, address_id, subject, binding, sha256, subject_dn,
@@ -95,13 +96,23 @@ impl Store {
         .bind(new.chain_pem)
         .bind(new.key_sealed)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await,
             || format!(
                 "certificate {} is already imported",
                 new.info.sha256
             ),
         )?;
+        self.audit_change(
+            &mut tx,
+            "key.imported",
+            new.subject,
+            serde_json::json!({"sha256": new.info.sha256, "binding": new.binding,
+                "issuer": new.info.issuer, "not_after": new.info.not_after,
+                "chain": new.chain_pem.matches("-----BEGIN CERTIFICATE-----").count()}),
+        )
+        .await?;
+        tx.commit().await?;
         self.find_local_certs(&new.info.sha256)
             .await?
             .into_iter()
@@ -159,10 +170,19 @@ impl Store {
                 )));
             }
         };
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM local_certs WHERE id = $1")
             .bind(cert.id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        self.audit_change(
+            &mut tx,
+            "key.removed",
+            &cert.subject,
+            serde_json::json!({"sha256": cert.sha256}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(cert)
     }
 

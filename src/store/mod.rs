@@ -76,6 +76,8 @@ pub struct Store {
     url: String,
     /// The group-commit writer of `enqueue`, started on first use.
     group: std::sync::Arc<std::sync::OnceLock<queue::GroupCommit>>,
+    /// Who the admin changes made through this handle are audited as (see `acting_as`).
+    actor: Option<std::sync::Arc<str>>,
 }
 
 pub use crate::clock::{now_ms, now_secs};
@@ -236,6 +238,7 @@ impl Store {
             backend,
             url: shown,
             group: Default::default(),
+            actor: None,
         };
         store.migrate().await?;
         Ok(store)
@@ -272,6 +275,42 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// This store, with every admin change made through it (domains, addresses, keys,
+    /// anchors, tokens, queue actions) audited as `actor` in the change's own transaction:
+    /// the change and its audit entry commit together or not at all.
+    pub fn acting_as(&self, actor: &str) -> Store {
+        Store {
+            actor: Some(actor.into()),
+            ..self.clone()
+        }
+    }
+
+    /// Appends the audit entry of an admin change inside its transaction, when this handle
+    /// acts for someone.
+    pub(crate) async fn audit_change(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        event: &str,
+        subject: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        if let Some(actor) = &self.actor {
+            audit::append(
+                tx,
+                self.backend,
+                &audit::AuditEvent {
+                    actor,
+                    event,
+                    subject,
+                    outcome: "ok",
+                    detail,
+                },
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -416,31 +416,51 @@ impl Store {
 
     pub async fn queue_retry(&self, id: i64) -> Result<u64> {
         self.require_queue_message(id).await?;
-        Ok(sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
             "UPDATE queue_recipients SET next_attempt_at = $1, updated_at = $1
              WHERE queue_message_id = $2 AND state = 'pending'",
         )
         .bind(now_ms())
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+        self.audit_change(
+            &mut tx,
+            "queue.retry",
+            &id.to_string(),
+            serde_json::json!({"recipients": n}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Stops delivery of the pending recipients of queue message `id` (no DSN: an admin
     /// decided); returns how many. A delivery already under way is not interrupted.
     pub async fn queue_drop(&self, id: i64) -> Result<u64> {
         self.require_queue_message(id).await?;
-        Ok(sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
             "UPDATE queue_recipients SET state = 'dropped', lease_owner = NULL, lease_until = NULL,
                 last_error = 'dropped by an administrator', updated_at = $1
              WHERE queue_message_id = $2 AND state = 'pending'",
         )
         .bind(now_ms())
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+        self.audit_change(
+            &mut tx,
+            "queue.dropped",
+            &id.to_string(),
+            serde_json::json!({"recipients": n}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn require_queue_message(&self, id: i64) -> Result<()> {

@@ -43,6 +43,7 @@ impl Store {
             Some(a) => Some(self.require_address(a).await?.id),
             None => None,
         };
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO api_tokens (token_hash, prefix, address_id, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -51,14 +52,24 @@ impl Store {
         .bind(address_id)
         .bind(i64::from(address.is_none()))
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
         let sql = format!("{SELECT} WHERE t.token_hash = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(hash)
-            .fetch_one(self.pool())
+            .fetch_one(&mut *tx)
             .await?;
-        from_row(&row)
+        let token = from_row(&row)?;
+        // The prefix identifies the token in listings; the token itself is never recorded.
+        self.audit_change(
+            &mut tx,
+            "token.created",
+            token.address.as_deref().unwrap_or("admin"),
+            serde_json::json!({"id": token.id, "prefix": token.prefix}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(token)
     }
 
     /// The live (not revoked) token stored under `hash`, with the stored hash.
@@ -86,12 +97,13 @@ impl Store {
     }
 
     pub async fn revoke_token(&self, id: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
         )
         .bind(now_ms())
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if n == 0 {
@@ -99,6 +111,14 @@ impl Store {
                 "no active token with id {id} (see `hisp token list`)"
             )));
         }
+        self.audit_change(
+            &mut tx,
+            "token.revoked",
+            &id.to_string(),
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 }
