@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod auth;
+pub mod bundles;
 pub mod certinfo;
 pub mod cli;
 pub mod clock;

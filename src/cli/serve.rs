@@ -1,5 +1,6 @@
-//! `hisp serve`: the SMTP listeners (inbound and submission), the delivery workers and the
-//! authoritative DNS responder for our certificates, until SIGTERM or SIGINT.
+//! `hisp serve`: the SMTP listeners (inbound and submission), the delivery workers, the trust
+//! bundle refresher and the authoritative DNS responder for our certificates, until SIGTERM or
+//! SIGINT.
 //!
 //! Shutdown is graceful: listeners stop accepting, sessions waiting for a command are told
 //! `421 4.3.2` and closed, a session in the middle of DATA finishes its message first, and
@@ -217,6 +218,12 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
         let stopped = stopped.clone();
         workers.spawn(async move { worker.run(stopped, std::time::Duration::from_secs(1)).await });
     }
+    // Trust bundles are refreshed whatever the pipelines: their anchors are data in the store.
+    background.spawn(crate::bundles::run(
+        ctx.store.clone(),
+        crate::bundles::http_fetcher(&ctx.config),
+        stopped.clone(),
+    ));
     let dns = start_dns(ctx).await?;
     Ok(Running {
         stop,
