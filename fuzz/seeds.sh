@@ -25,4 +25,13 @@ openssl x509 -in "$tmp/c.pem" -outform DER -out "$tmp/c.der"
 printf '\x00\x04\x00\x00\x00http://ca.example/bob.cer' > corpus/dns_cert_rdata/ipkix.bin
 printf 'Content-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n--b\r\nContent-Type: message/disposition-notification\r\n\r\nFinal-Recipient: rfc822;b@hisp-b.example\r\nOriginal-Message-ID: <1@a>\r\nDisposition: automatic-action/MDN-sent-automatically; processed\r\n\r\n--b--\r\n' > corpus/notify_parse/mdn.eml
 cp ../config/hisp.toml corpus/config_parse/hisp.toml
+# Trust bundles: a certs-only .p7b in DER and PEM, one signed around it, and an XML wrapper.
+mkdir -p corpus/trust_bundle_parse
+openssl crl2pkcs7 -nocrl -certfile "$tmp/c.pem" -outform DER -out corpus/trust_bundle_parse/bundle.p7b
+openssl crl2pkcs7 -nocrl -certfile "$tmp/c.pem" -out corpus/trust_bundle_parse/bundle.pem
+openssl cms -sign -in corpus/trust_bundle_parse/bundle.p7b -signer "$tmp/c.pem" -inkey "$tmp/k.pem" \
+    -binary -nodetach -outform DER -out corpus/trust_bundle_parse/signed.p7m
+{ printf '<?xml version="1.0"?>\n<TrustBundle><Name>seed</Name><Content>'
+  openssl base64 -in corpus/trust_bundle_parse/bundle.p7b; printf '</Content></TrustBundle>\n'; } \
+    > corpus/trust_bundle_parse/wrapped.xml
 echo "seeds written under fuzz/corpus/"
