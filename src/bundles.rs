@@ -73,13 +73,17 @@ pub struct RefreshOutcome {
     pub refresh: Refresh,
 }
 
-/// The HTTP fetcher for bundles: the discovery timeout (at least 30 s) and a larger size cap
-/// than for AIA and CRL objects.
+/// The HTTP fetcher for bundles: the discovery timeout (at least 30 s), a larger size cap
+/// than for AIA and CRL objects, and no memory of failures, so a bundle server that comes back
+/// is used at the next refresh.
 pub fn http_fetcher(config: &crate::config::Config) -> Arc<dyn Fetcher> {
-    Arc::new(crate::fetch::HttpFetcher::new(
-        config.discovery.fetch_timeout.std().max(MIN_FETCH_TIMEOUT),
-        MAX_BUNDLE_SIZE,
-    ))
+    Arc::new(
+        crate::fetch::HttpFetcher::new(
+            config.discovery.fetch_timeout.std().max(MIN_FETCH_TIMEOUT),
+            MAX_BUNDLE_SIZE,
+        )
+        .without_failure_memory(),
+    )
 }
 
 /// Checks a bundle name: it appears in commands, logs and metric labels.

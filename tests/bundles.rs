@@ -498,3 +498,63 @@ async fn running_server_follows_the_served_bundle_on_every_backend() {
         running_server(backend).await;
     }
 }
+
+/// Bundles made by another implementation (the openssl CLI): a .p7b from `crl2pkcs7` in PEM,
+/// and the same signed with `cms -sign`, read from files.
+#[tokio::test(flavor = "multi_thread")]
+async fn bundles_made_by_the_openssl_cli_are_read() {
+    let env = Env::new(Backend::Sqlite).await;
+    env.run(&["domain", "add", LOCAL]).ok();
+    let publisher = Publisher::new();
+    let a = Ca::root("Community A").unwrap();
+    let ca = env.write("a.pem", &a.cert.to_pem().unwrap());
+    let signer = env.write("signer.pem", &publisher.signer.cert_pem());
+    let key = env.write("signer.key", &publisher.signer.key_pem());
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let p7b = env.path("a.p7b");
+    common::tool(
+        "openssl",
+        &[
+            "crl2pkcs7",
+            "-nocrl",
+            "-certfile",
+            &path(&ca),
+            "-out",
+            &path(&p7b),
+        ],
+    );
+    let signed = env.path("a.p7m");
+    common::tool(
+        "openssl",
+        &[
+            "cms",
+            "-sign",
+            "-binary",
+            "-nodetach",
+            "-in",
+            &path(&p7b),
+            "-signer",
+            &path(&signer),
+            "-inkey",
+            &path(&key),
+            "-outform",
+            "DER",
+            "-out",
+            &path(&signed),
+        ],
+    );
+    env.run(&["bundle", "add", "plain", "--file", &path(&p7b)])
+        .ok();
+    env.run(&[
+        "bundle",
+        "add",
+        "signed",
+        "--file",
+        &path(&signed),
+        "--signer",
+        &path(&signer),
+    ])
+    .ok();
+    assert_eq!(bundle_anchors(&env, "plain"), vec![sha(&a)]);
+    assert_eq!(bundle_anchors(&env, "signed"), vec![sha(&a)]);
+}

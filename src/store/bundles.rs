@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::anchors::Anchor;
 use super::audit::{AuditEvent, append};
-use super::{Result, Store, StoreError, flag, now_ms, on_duplicate, opt_text};
+use super::{Backend, Result, Store, StoreError, flag, now_ms, on_duplicate, opt_text, redact_url};
 use crate::certinfo::sha256_hex;
 
 /// A local domain's use of a bundle.
@@ -197,7 +197,7 @@ impl Store {
         }
         insert_certs(&mut tx, id, certs).await?;
         let detail = serde_json::json!({
-            "source": new.url.or(new.file),
+            "source": new.url.map(redact_url).or(new.file.map(str::to_string)),
             "signer_sha256": new.signer_der.map(sha256_hex),
             "domains": new.domains,
             "anchors": certs.len(),
@@ -283,7 +283,10 @@ impl Store {
                 event: "bundle.removed",
                 subject: name,
                 outcome: "ok",
-                detail: serde_json::json!({"source": b.source(), "anchors": b.anchor_count}),
+                detail: serde_json::json!({
+                    "source": redact_url(b.source()),
+                    "anchors": b.anchor_count,
+                }),
             },
         )
         .await?;
@@ -302,7 +305,14 @@ impl Store {
         actor: &str,
     ) -> Result<Replaced> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT id, content_sha256 FROM bundles WHERE name = $1")
+        // Two nodes refreshing the same bundle at once must not interleave the replacement.
+        // (SQLite's write transaction is already exclusive.)
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT id, content_sha256 FROM bundles WHERE name = $1{lock}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?
