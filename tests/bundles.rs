@@ -558,3 +558,52 @@ async fn bundles_made_by_the_openssl_cli_are_read() {
     assert_eq!(bundle_anchors(&env, "plain"), vec![sha(&a)]);
     assert_eq!(bundle_anchors(&env, "signed"), vec![sha(&a)]);
 }
+
+/// Outbound trust: `hisp discover` accepts a partner's certificate in DNS when its CA is in a
+/// bundle mapped `--outgoing`, and not when the bundle is trusted for incoming mail only.
+#[tokio::test(flavor = "multi_thread")]
+async fn discover_uses_outgoing_bundle_anchors() {
+    use hisp::dns_server::{DnsServer, Zone, ZoneContent};
+    let partner = Ca::root("Partner CA").unwrap();
+    let bob = hisp::address::DirectAddress::parse("bob@partner.example").unwrap();
+    let cert = partner.leaf().email(bob.as_str()).build().unwrap();
+    let zone = Zone::new();
+    let mut content = ZoneContent::new();
+    content.origin("partner.example").unwrap();
+    content
+        .cert(&bob.cert_query_name(), &cert.cert_der())
+        .unwrap();
+    zone.replace(content);
+    let dns = DnsServer::start("127.0.0.1:0".parse().unwrap(), zone.clone())
+        .await
+        .unwrap();
+
+    let env = Env::new(Backend::Sqlite).await;
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        "[dns]\nnameservers = [\"{}\"]\ntimeout = \"3s\"\nattempts = 1\n[discovery]\nldap_timeout = \"1s\"\n",
+        dns.local_addr
+    ));
+    std::fs::write(&env.config, config).unwrap();
+    env.run(&["domain", "add", LOCAL]).ok();
+    let file = env.write("partner.p7b", &certs_only_p7b(&[&partner.cert]).unwrap());
+    let file = file.to_str().unwrap();
+
+    env.run(&[
+        "bundle",
+        "add",
+        "inbound-only",
+        "--file",
+        file,
+        "--incoming",
+    ])
+    .ok();
+    let run = env.run(&["discover", bob.as_str(), "--json"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+
+    env.run(&["bundle", "add", "partners", "--file", file, "--outgoing"])
+        .ok();
+    let report = env.run(&["discover", bob.as_str(), "--json"]).ok().json();
+    assert_eq!(report["selected"], serde_json::json!([cert.sha256_hex()]));
+    dns.shutdown().await;
+}
