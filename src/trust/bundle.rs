@@ -132,7 +132,15 @@ fn decode(bytes: &[u8]) -> Result<Encoded<'_>, BundleError> {
     if text.trim_ascii_start().first() == Some(&b'<') {
         return embedded_in_xml(text).map(|der| Encoded::Der(Cow::Owned(der)));
     }
-    Ok(Encoded::Der(Cow::Borrowed(bytes)))
+    if find(bytes, b"-----BEGIN ").is_some() {
+        return Err(BundleError::Malformed(
+            "PEM, but no PKCS7, CMS or CERTIFICATE block".into(),
+        ));
+    }
+    Err(BundleError::Malformed(format!(
+        "neither DER, PEM nor XML: the first byte is 0x{:02x}",
+        bytes.first().copied().unwrap_or_default()
+    )))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -459,6 +467,13 @@ mod tests {
         }
         let err = parse(b"-----BEGIN PKCS7-----\nMIIB\n", None).unwrap_err();
         assert!(err.to_string().contains("END"), "{err}");
+        let err = parse(
+            b"-----BEGIN X509 CRL-----\nMIIB\n-----END X509 CRL-----\n",
+            None,
+        );
+        assert!(err.unwrap_err().to_string().contains("no PKCS7"));
+        let err = parse(b"garbage\n", None).unwrap_err();
+        assert!(err.to_string().contains("first byte is 0x67"), "{err}");
     }
 
     #[test]
