@@ -65,6 +65,9 @@ pub(super) fn signer_info_count(cms: &CmsContentInfo) -> usize {
     unsafe {
         let infos = CMS_get0_SignerInfos(cms.as_ptr());
         if infos.is_null() {
+            // Not a SignedData: OpenSSL queued an error saying so, which must not surface as
+            // the reason of some later, unrelated failure on this thread.
+            let _ = ErrorStack::get();
             return 0;
         }
         usize::try_from(sys::OPENSSL_sk_num(infos)).unwrap_or(0)
@@ -77,6 +80,7 @@ pub(super) fn signer_infos_naming(cms: &CmsContentInfo, cert: &X509Ref) -> Vec<b
     unsafe {
         let infos = CMS_get0_SignerInfos(cms.as_ptr());
         if infos.is_null() {
+            let _ = ErrorStack::get();
             return Vec::new();
         }
         (0..sys::OPENSSL_sk_num(infos))
