@@ -468,6 +468,9 @@ async fn running_server(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let took = changed.elapsed();
+    eprintln!(
+        "{backend:?}: the running server refused the sender {took:?} after the bundle changed"
+    );
     assert!(
         reply.starts_with("5") && reply.contains("untrusted signer"),
         "{reply}"
