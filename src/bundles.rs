@@ -216,13 +216,24 @@ pub async fn counters(
 /// force.
 pub async fn run(store: Store, fetcher: Arc<dyn Fetcher>, mut stopped: watch::Receiver<bool>) {
     const ACTOR: &str = "serve:bundle-refresh";
+    // A store that stays unreachable is reported once, not on every tick.
+    let mut last_store_error = None;
     while !*stopped.borrow() {
         tokio::select! {
             _ = stopped.changed() => break,
             result = refresh_due(&store, fetcher.clone(), ACTOR, crate::clock::now_ms()) => {
                 match result {
-                    Ok(outcomes) => outcomes.iter().for_each(log),
-                    Err(e) => eprintln!("hisp: warning: trust bundles not checked: {e}"),
+                    Ok(outcomes) => {
+                        last_store_error = None;
+                        outcomes.iter().for_each(log);
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        if last_store_error.as_ref() != Some(&e) {
+                            eprintln!("hisp: warning: trust bundles not checked: {e}");
+                            last_store_error = Some(e);
+                        }
+                    }
                 }
             }
         }
