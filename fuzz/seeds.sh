@@ -31,4 +31,13 @@ mkdir -p corpus/smtp_session
 printf '\x00EHLO c.example\r\nMAIL FROM:<x@hisp-b.example> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<alice@hisp-a.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice+2B@hisp-a.example\r\nDATA\r\nSubject: s\r\n\r\n..dot\r\n.\r\nRSET\r\nNOOP\r\nVRFY x\r\nQUIT\r\n' > corpus/smtp_session/inbound.txt
 printf '\x01EHLO c.example\r\nAUTH PLAIN AGFsaWNlQGhpc3AtYS5leGFtcGxlAHNlY3JldA==\r\nMAIL FROM:<alice@hisp-a.example>\r\nRCPT TO:<b@hisp-b.example>\r\nDATA\r\nFrom: alice@hisp-a.example\r\n\r\nhi\r\n.\r\nQUIT\r\n' > corpus/smtp_session/submission.txt
 printf '\x01EHLO c\r\nAUTH LOGIN\r\nYWxpY2VAaGlzcC1hLmV4YW1wbGU=\r\nc2VjcmV0\r\nSTARTTLS\r\nBDAT 5 LAST\r\nhello' > corpus/smtp_session/login.txt
+# Trust bundles: a certs-only .p7b in DER and PEM, one signed around it, and an XML wrapper.
+mkdir -p corpus/trust_bundle_parse
+openssl crl2pkcs7 -nocrl -certfile "$tmp/c.pem" -outform DER -out corpus/trust_bundle_parse/bundle.p7b
+openssl crl2pkcs7 -nocrl -certfile "$tmp/c.pem" -out corpus/trust_bundle_parse/bundle.pem
+openssl cms -sign -in corpus/trust_bundle_parse/bundle.p7b -signer "$tmp/c.pem" -inkey "$tmp/k.pem" \
+    -binary -nodetach -outform DER -out corpus/trust_bundle_parse/signed.p7m
+{ printf '<?xml version="1.0"?>\n<TrustBundle><Name>seed</Name><Content>'
+  openssl base64 -in corpus/trust_bundle_parse/bundle.p7b; printf '</Content></TrustBundle>\n'; } \
+    > corpus/trust_bundle_parse/wrapped.xml
 echo "seeds written under fuzz/corpus/"

@@ -675,6 +675,38 @@ mod raw {
     }
 }
 
+/// A certs-only PKCS#7 SignedData (.p7b, .p7c), DER: the shape of trust bundles and of AIA
+/// objects. Built by hand because OpenSSL's signing calls insist on a signer or content.
+pub fn certs_only_p7b(certs: &[&X509]) -> Result<Vec<u8>> {
+    let mut ders = Vec::new();
+    for cert in certs {
+        ders.extend(cert.to_der()?);
+    }
+    let oid = crate::smime::der::oid;
+    let signed_data = [
+        der(0x02, &[1]),
+        der(0x31, &[]),
+        der(0x30, &oid("1.2.840.113549.1.7.1")),
+        der(0xa0, &ders),
+        der(0x31, &[]),
+    ]
+    .concat();
+    let content = der(0xa0, &der(0x30, &signed_data));
+    Ok(der(0x30, &[oid("1.2.840.113549.1.7.2"), content].concat()))
+}
+
+/// A signed trust bundle: CMS SignedData by `signer` whose encapsulated content is `p7b`.
+pub fn signed_bundle(signer: &Issued, p7b: &[u8]) -> Result<Vec<u8>> {
+    openssl::cms::CmsContentInfo::sign(
+        Some(&signer.cert),
+        Some(&signer.key),
+        None,
+        Some(p7b),
+        openssl::cms::CMSOptions::BINARY,
+    )?
+    .to_der()
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

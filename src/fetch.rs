@@ -121,6 +121,7 @@ pub struct HttpFetcher {
     timeout: Duration,
     max_size: u64,
     failures: Mutex<HashMap<String, (Instant, FetchError)>>,
+    failure_memory: Duration,
 }
 
 impl HttpFetcher {
@@ -129,7 +130,15 @@ impl HttpFetcher {
             timeout,
             max_size,
             failures: Mutex::new(HashMap::new()),
+            failure_memory: FAILURE_MEMORY,
         }
+    }
+
+    /// Fetches every time, even a URL that just failed: for the few URLs an admin chose
+    /// (trust bundles), which are fetched on their own schedule anyway.
+    pub fn without_failure_memory(mut self) -> HttpFetcher {
+        self.failure_memory = Duration::ZERO;
+        self
     }
 
     pub fn from_config(config: &crate::config::Discovery) -> HttpFetcher {
@@ -146,7 +155,7 @@ impl HttpFetcher {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             // Bounded: a flood of distinct bad URLs must not grow memory without limit.
             if failures.len() >= 1024 {
-                failures.retain(|_, (at, _)| at.elapsed() < FAILURE_MEMORY);
+                failures.retain(|_, (at, _)| at.elapsed() < self.failure_memory);
                 if failures.len() >= 1024 {
                     failures.clear();
                 }
@@ -159,7 +168,7 @@ impl HttpFetcher {
     fn remembered_failure(&self, url: &str) -> Option<FetchError> {
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match failures.get(url) {
-            Some((at, e)) if at.elapsed() < FAILURE_MEMORY => Some(e.clone()),
+            Some((at, e)) if at.elapsed() < self.failure_memory => Some(e.clone()),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 pub mod address;
 pub mod api;
 pub mod auth;
+pub mod bundles;
 pub mod certinfo;
 pub mod cli;
 pub mod clock;

@@ -26,6 +26,12 @@ pub const QUEUE_OLDEST_SECONDS: &str = "hisp_queue_oldest_age_seconds";
 /// timed-out).
 pub const TRACKING: &str = "hisp_tracking_records";
 pub const HTTP_REQUESTS: &str = "hisp_http_requests_total";
+/// Trust bundles, by `bundle` name, read from the store: anchors in force, failed refreshes
+/// (all time and in a row), and the time of the last good one.
+pub const BUNDLE_ANCHORS: &str = "hisp_bundle_anchors";
+pub const BUNDLE_FAILURES: &str = "hisp_bundle_refresh_failures";
+pub const BUNDLE_CONSECUTIVE_FAILURES: &str = "hisp_bundle_refresh_consecutive_failures";
+pub const BUNDLE_LAST_SUCCESS: &str = "hisp_bundle_last_success_timestamp_seconds";
 
 /// Latency buckets in seconds: sub-millisecond cache hits up to slow network lookups.
 const BUCKETS: &[f64] = &[
@@ -73,6 +79,19 @@ fn describe() {
     );
     metrics::describe_gauge!(TRACKING, "Outbound tracking records by state");
     metrics::describe_counter!(HTTP_REQUESTS, "HTTP API requests by status class");
+    metrics::describe_gauge!(BUNDLE_ANCHORS, "Anchors in force from each trust bundle");
+    metrics::describe_gauge!(
+        BUNDLE_FAILURES,
+        "Failed refreshes of each trust bundle, all time"
+    );
+    metrics::describe_gauge!(
+        BUNDLE_CONSECUTIVE_FAILURES,
+        "Failed refreshes of each trust bundle since its last good one"
+    );
+    metrics::describe_gauge!(
+        BUNDLE_LAST_SUCCESS,
+        "Unix time of each bundle's last good refresh"
+    );
 }
 
 pub fn message(direction: &'static str, outcome: &'static str, reason: String) {

@@ -15,6 +15,7 @@ use hisp::devpki::{Ca, Issued};
 use hisp::dns_server::{DnsServer, Zone, ZoneContent, name};
 use serde_json::json;
 
+use common::http::HttpServer;
 use common::http_client::{Request, Response};
 use common::{Backend, Env, backends};
 
@@ -474,6 +475,75 @@ async fn api_end_to_end(backend: Backend) {
         )
         .await;
     r.error(400, "no_sender");
+
+    // Trust bundles over the admin API: a signed bundle served over HTTP is fetched,
+    // verified against its signer, listed, refreshed and removed; the anchors show in metrics.
+    let signer = Ca::root("API Bundle Signer").unwrap();
+    let signer_leaf = signer
+        .leaf()
+        .email("bundles@hisp-a.example")
+        .build()
+        .unwrap();
+    let p7b = hisp::devpki::certs_only_p7b(&[&root.cert]).unwrap();
+    let signed = hisp::devpki::signed_bundle(&signer_leaf, &p7b).unwrap();
+    let http = HttpServer::start(std::collections::HashMap::new());
+    http.set("/community.p7m", "application/pkcs7-mime", signed);
+    let bundle = json!({
+        "name": "community", "url": http.url("/community.p7m"),
+        "signer_pem": String::from_utf8(signer_leaf.cert_pem()).unwrap(),
+        "domains": ["hisp-a.example"], "refresh": "1h",
+    });
+    let r = a
+        .call(
+            Request::new("POST", "/api/v1/admin/bundles")
+                .bearer(&a_admin)
+                .json(&bundle),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["anchors"], 1);
+    let mut wrong = bundle.clone();
+    wrong["name"] = json!("impostor");
+    wrong["signer_pem"] = json!(String::from_utf8(nurse.cert_pem()).unwrap());
+    let r = a
+        .call(
+            Request::new("POST", "/api/v1/admin/bundles")
+                .bearer(&a_admin)
+                .json(&wrong),
+        )
+        .await;
+    r.error(422, "bundle_unusable");
+    let r = a
+        .call(Request::new("GET", "/api/v1/admin/bundles").bearer(&a_admin))
+        .await;
+    let names: Vec<String> = r.json()["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["community"]);
+    let r = a
+        .call(Request::new("POST", "/api/v1/admin/bundles/community/refresh").bearer(&a_admin))
+        .await;
+    assert_eq!(
+        r.json()["outcomes"][0]["result"],
+        "unchanged",
+        "{}",
+        r.text()
+    );
+    let metrics = a.call(Request::new("GET", "/metrics")).await.text();
+    assert!(
+        metrics.contains("hisp_bundle_anchors{bundle=\"community\"} 1"),
+        "{metrics}"
+    );
+    let r = a
+        .call(Request::new("DELETE", "/api/v1/admin/bundles/community").bearer(&a_admin))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    a.call(Request::new("DELETE", "/api/v1/admin/bundles/community").bearer(&a_admin))
+        .await
+        .error(404, "not_found");
 
     // The jones entry can be deleted by its owner, and is gone after.
     let path = leak(format!("/api/v1/mailbox/{raw_entry}"));

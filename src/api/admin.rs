@@ -291,3 +291,133 @@ pub async fn drop_queue(
         .await?;
     Ok(Json(json!({ "id": id, "recipients": n })))
 }
+
+fn bundle_error(e: crate::bundles::BundlesError) -> ApiError {
+    use crate::bundles::BundlesError;
+    match e {
+        BundlesError::Invalid(m) => ApiError::bad_request("bad_bundle", m),
+        BundlesError::Store(s) => s.into(),
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bundle_unusable",
+            other.to_string(),
+        ),
+    }
+}
+
+pub async fn bundles(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let list = crate::bundles::list(&state.store)
+        .await
+        .map_err(bundle_error)?;
+    Ok(Json(json!({ "bundles": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBundleReq {
+    name: String,
+    /// http(s) URL of the .p7b, fetched now and on every refresh.
+    url: String,
+    /// PEM of the certificate that must have signed the bundle, if it is signed.
+    #[serde(default)]
+    signer_pem: Option<String>,
+    domains: Vec<String>,
+    #[serde(default)]
+    incoming: bool,
+    #[serde(default)]
+    outgoing: bool,
+    /// Refresh interval, e.g. "1h" (default "1h").
+    #[serde(default)]
+    refresh: Option<String>,
+}
+
+pub async fn add_bundle(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require_admin()?;
+    let req: NewBundleReq = parse_json(&body_bytes(body, state.max_body)?)?;
+    let signer_der = match &req.signer_pem {
+        Some(pem) => {
+            let certs = parse_certs(pem.as_bytes(), "signer_pem")
+                .map_err(|e| ApiError::bad_request("bad_certificate", e.to_string()))?;
+            let [one] = certs.as_slice() else {
+                return Err(ApiError::bad_request(
+                    "bad_certificate",
+                    "signer_pem must hold exactly one certificate",
+                ));
+            };
+            Some(
+                one.to_der()
+                    .map_err(|e| ApiError::bad_request("bad_certificate", e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let (incoming, outgoing) = if req.incoming || req.outgoing {
+        (req.incoming, req.outgoing)
+    } else {
+        (true, true)
+    };
+    let mut domains = Vec::new();
+    for d in &req.domains {
+        domains.push(crate::store::bundles::BundleDomain {
+            domain: domain_arg(d)?,
+            incoming,
+            outgoing,
+        });
+    }
+    let refresh = crate::config::Duration::parse(req.refresh.as_deref().unwrap_or("1h"))
+        .map_err(|e| ApiError::bad_request("bad_refresh", format!("refresh: {e}")))?
+        .std();
+    let spec = crate::bundles::BundleSpec {
+        name: req.name,
+        source: crate::bundles::Source::Url(req.url),
+        signer_der,
+        domains,
+        refresh,
+    };
+    let (stored, anchors) = crate::bundles::add(
+        &state.store,
+        state.bundle_fetcher.clone(),
+        &spec,
+        &caller.actor(),
+    )
+    .await
+    .map_err(bundle_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "bundle": stored, "anchors": anchors })),
+    ))
+}
+
+pub async fn refresh_bundle(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let outcomes = crate::bundles::refresh(
+        &state.store,
+        state.bundle_fetcher.clone(),
+        Some(&name),
+        &caller.actor(),
+    )
+    .await
+    .map_err(bundle_error)?;
+    Ok(Json(json!({ "outcomes": outcomes })))
+}
+
+pub async fn remove_bundle(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let b = crate::bundles::remove(&state.store, &name, &caller.actor())
+        .await
+        .map_err(bundle_error)?;
+    Ok(Json(json!(b)))
+}

@@ -32,6 +32,18 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
         let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
         metrics::gauge!(m::TRACKING, "state" => *s).set(n as f64);
     }
+    if let Ok(bundles) = crate::bundles::counters(&state.store).await {
+        for b in bundles {
+            let name = b.name.clone();
+            metrics::gauge!(m::BUNDLE_ANCHORS, "bundle" => name.clone()).set(b.anchors as f64);
+            metrics::gauge!(m::BUNDLE_FAILURES, "bundle" => name.clone())
+                .set(b.failures_total as f64);
+            metrics::gauge!(m::BUNDLE_CONSECUTIVE_FAILURES, "bundle" => name.clone())
+                .set(b.consecutive_failures as f64);
+            metrics::gauge!(m::BUNDLE_LAST_SUCCESS, "bundle" => name)
+                .set(b.last_success_at.unwrap_or(0) as f64 / 1000.0);
+        }
+    }
     let handle = m::handle();
     handle.run_upkeep();
     let mut response = handle.render().into_response();

@@ -62,6 +62,8 @@ pub struct Inner {
     pub submit: Submitter,
     pub ready: Arc<Readiness>,
     pub tokens: crate::login::TokenCache,
+    /// Fetches trust bundles for the admin bundle endpoints.
+    pub bundle_fetcher: Arc<dyn crate::trust::Fetcher>,
     /// `[api] max_body_size`: the largest request body.
     pub max_body: usize,
     /// `[smtp] max_message_size`: the largest message, however it arrives.
@@ -121,6 +123,18 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiState>)> {
             "delete",
             "/api/v1/admin/anchors/{id}",
             delete(admin::remove_anchor),
+        ),
+        ("get", "/api/v1/admin/bundles", get(admin::bundles)),
+        ("post", "/api/v1/admin/bundles", post(admin::add_bundle)),
+        (
+            "post",
+            "/api/v1/admin/bundles/{name}/refresh",
+            post(admin::refresh_bundle),
+        ),
+        (
+            "delete",
+            "/api/v1/admin/bundles/{name}",
+            delete(admin::remove_bundle),
         ),
         ("get", "/api/v1/admin/queue", get(admin::queue)),
         (

@@ -118,6 +118,12 @@ pub fn document() -> Value {
                 "NewDomain": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
                 "NewAddress": {"type": "object", "required": ["address"], "properties": {
                     "address": {"type": "string"}, "password": {"type": "string"}}},
+                "NewBundle": {"type": "object", "required": ["name", "url", "domains"], "properties": {
+                    "name": {"type": "string"}, "url": {"type": "string"},
+                    "signer_pem": {"type": "string", "description": "Required when the bundle is signed"},
+                    "domains": {"type": "array", "items": {"type": "string"}},
+                    "incoming": {"type": "boolean"}, "outgoing": {"type": "boolean"},
+                    "refresh": {"type": "string", "description": "e.g. 1h (default)"}}},
                 "NewAnchor": {"type": "object", "required": ["domain", "pem"], "properties": {
                     "domain": {"type": "string"}, "pem": {"type": "string"},
                     "incoming": {"type": "boolean"}, "outgoing": {"type": "boolean"}}}
@@ -169,6 +175,13 @@ pub fn document() -> Value {
                 "post": op("Add trust anchors", "admin", json!([]), Some(json_body("NewAnchor")),
                            ("201", json!({"description": "Added or widened"})))},
             "/api/v1/admin/anchors/{id}": {"delete": admin_delete("a trust anchor", "id")},
+            "/api/v1/admin/bundles": {
+                "get": admin_list("trust bundles with their refresh state", false),
+                "post": op("Add a trust bundle (fetched and verified now)", "admin", json!([]),
+                           Some(json_body("NewBundle")), ("201", json!({"description": "Added"})))},
+            "/api/v1/admin/bundles/{name}/refresh": {"post": op("Refresh a bundle now", "admin",
+                json!([path_param("name", "Bundle name")]), None, any_json("Refresh outcome"))},
+            "/api/v1/admin/bundles/{name}": {"delete": admin_delete("a trust bundle and its anchors", "name")},
             "/api/v1/admin/queue": {"get": op("The delivery queue", "admin",
                 json!([query_param("all", "boolean", "Include finished entries")]), None, any_json("Queue entries"))},
             "/api/v1/admin/queue/{id}/retry": {"post": op("Retry a queue entry now", "admin",

@@ -32,7 +32,8 @@ pub enum AnchorCmd {
         #[arg(long)]
         domain: Option<String>,
     },
-    /// Remove an anchor by id (see `hisp anchor list`).
+    /// Remove an anchor by id (see `hisp anchor list`; anchors from a bundle leave with
+    /// `hisp bundle remove`).
     Remove { id: i64 },
 }
 
@@ -90,7 +91,9 @@ pub async fn run(ctx: &Ctx, cmd: AnchorCmd) -> CliResult {
             let domain = domain
                 .map(|d| normalize_domain(&d).map_err(|e| CliError::Usage(e.to_string())))
                 .transpose()?;
-            let anchors = ctx.store.list_anchors(domain.as_deref()).await?;
+            // Bundle anchors are listed too (with the bundle's name): they are trusted just the
+            // same, and an admin asking "why is this CA trusted?" should see them here.
+            let anchors = ctx.store.list_trust_anchors(domain.as_deref()).await?;
             if ctx.json {
                 return print_json(&anchors);
             }
@@ -98,7 +101,10 @@ pub async fn run(ctx: &Ctx, cmd: AnchorCmd) -> CliResult {
                 .iter()
                 .map(|a| {
                     vec![
-                        a.id.to_string(),
+                        match &a.bundle {
+                            Some(name) => format!("bundle:{name}"),
+                            None => a.id.to_string(),
+                        },
                         a.domain.clone(),
                         direction(a.incoming, a.outgoing).to_string(),
                         a.sha256[..16].to_string(),

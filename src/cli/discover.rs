@@ -53,7 +53,7 @@ async fn outgoing_anchors(ctx: &Ctx, domain: Option<&str>) -> CliResult<(Vec<X50
             let d =
                 normalize_domain(d).map_err(|e| CliError::Usage(format!("--domain {d}: {e}")))?;
             ctx.store.require_domain(&d).await?;
-            (ctx.store.list_anchors(Some(&d)).await?, d)
+            (ctx.store.list_trust_anchors(Some(&d)).await?, d)
         }
         None => {
             let domains = ctx.store.list_domains().await?;
@@ -62,7 +62,7 @@ async fn outgoing_anchors(ctx: &Ctx, domain: Option<&str>) -> CliResult<(Vec<X50
                 [] => "this HISP (no local domains)".to_string(),
                 many => format!("all {} local domains", many.len()),
             };
-            (ctx.store.list_anchors(None).await?, described)
+            (ctx.store.list_trust_anchors(None).await?, described)
         }
     };
     let mut certs = Vec::new();

@@ -4,6 +4,7 @@
 mod address;
 mod anchor;
 mod audit;
+mod bundle;
 mod cert;
 mod config_cmd;
 mod demo;
@@ -57,6 +58,9 @@ enum Command {
     /// Trust anchors per local domain.
     #[command(subcommand)]
     Anchor(anchor::AnchorCmd),
+    /// Trust bundles (.p7b) whose certificates are anchors of local domains.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCmd),
     /// Two gateways, a dev PKI and local DNS on this machine; one referral end to end.
     Demo,
     /// Messages delivered to a local address.
@@ -301,6 +305,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Address(cmd) => address::run(&ctx, cmd).await,
         Command::Cert(cmd) => cert::run(&ctx, cmd).await,
         Command::Anchor(cmd) => anchor::run(&ctx, cmd).await,
+        Command::Bundle(cmd) => bundle::run(&ctx, cmd).await,
         Command::Discover(args) => discover::run(&ctx, args).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Mailbox(cmd) => mailbox::run(&ctx, cmd).await,

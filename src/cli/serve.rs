@@ -1,5 +1,6 @@
-//! `hisp serve`: the SMTP listeners (inbound and submission), the delivery workers and the
-//! authoritative DNS responder for our certificates, until SIGTERM or SIGINT.
+//! `hisp serve`: the SMTP listeners (inbound and submission), the delivery workers, the trust
+//! bundle refresher and the authoritative DNS responder for our certificates, until SIGTERM or
+//! SIGINT.
 //!
 //! Shutdown is graceful: listeners stop accepting, sessions waiting for a command are told
 //! `421 4.3.2` and closed, a session in the middle of DATA finishes its message first, and
@@ -226,6 +227,12 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
         let stopped = stopped.clone();
         workers.spawn(async move { worker.run(stopped, std::time::Duration::from_secs(1)).await });
     }
+    // Trust bundles are refreshed whatever the pipelines: their anchors are data in the store.
+    background.spawn(crate::bundles::run(
+        ctx.store.clone(),
+        crate::bundles::http_fetcher(&ctx.config),
+        stopped.clone(),
+    ));
     let dns = start_dns(ctx).await?;
     let api = match ctx.config.api.listen {
         Some(addr) => {
@@ -236,6 +243,7 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
                 submit,
                 ready: ready.clone(),
                 tokens: crate::login::TokenCache::new(),
+                bundle_fetcher: crate::bundles::http_fetcher(&ctx.config),
                 max_body: usize::try_from(ctx.config.api.max_body_size.0).unwrap_or(usize::MAX),
                 max_message: usize::try_from(smtp.max_message_size.0).unwrap_or(usize::MAX),
             }));

@@ -210,7 +210,7 @@ impl Keyring {
         }
         let mut incoming: HashMap<String, Vec<X509>> = HashMap::new();
         let mut outgoing: HashMap<String, Vec<X509>> = HashMap::new();
-        for a in self.store.list_anchors(None).await? {
+        for a in self.store.list_trust_anchors(None).await? {
             let cert =
                 X509::from_der(&a.cert_der).map_err(|_| KeyringError::BadCert(a.sha256.clone()))?;
             if a.incoming {

@@ -24,6 +24,10 @@ pub struct Anchor {
     pub incoming: bool,
     pub outgoing: bool,
     pub created_at: i64,
+    /// The trust bundle this anchor comes from (its `id` is then 0); absent for anchors
+    /// added by hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
     #[serde(skip)]
     pub cert_der: Vec<u8>,
 }
@@ -42,6 +46,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Anchor> {
         incoming: flag(r, "incoming")?,
         outgoing: flag(r, "outgoing")?,
         created_at: r.try_get("created_at")?,
+        bundle: None,
         cert_der: r.try_get("cert_der")?,
     })
 }

@@ -7,6 +7,7 @@
 pub mod addresses;
 pub mod anchors;
 pub mod audit;
+pub mod bundles;
 pub mod domains;
 pub mod local_certs;
 pub mod mailbox;
@@ -151,17 +152,35 @@ fn prepare_private_file(file: &Path) -> std::result::Result<(), String> {
 }
 
 fn migrations(backend: Backend) -> Migrator {
-    let sql = match backend {
-        Backend::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
-        Backend::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
+    let scripts = match backend {
+        Backend::Sqlite => [
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/sqlite/0002_bundles.sql"),
+            include_str!("../../migrations/sqlite/0003_mailbox_page.sql"),
+        ],
+        Backend::Postgres => [
+            include_str!("../../migrations/postgres/0001_init.sql"),
+            include_str!("../../migrations/postgres/0002_bundles.sql"),
+            include_str!("../../migrations/postgres/0003_mailbox_page.sql"),
+        ],
     };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        sqlx::SqlSafeStr::into_sql_str(sql),
-        false,
-    )])
+    let names = ["init", "bundles", "mailbox_page"];
+    Migrator::with_migrations(
+        scripts
+            .into_iter()
+            .zip(names)
+            .zip(1..)
+            .map(|((sql, name), version)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 impl Store {

@@ -1,7 +1,10 @@
 //! The few libcrypto calls the openssl crate does not wrap, each behind a safe function.
 
+use std::os::raw::c_int;
+
 use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::asn1::Asn1OctetStringRef;
+use openssl::cms::CmsContentInfo;
 use openssl::error::ErrorStack;
 use openssl::nid::Nid;
 use openssl::x509::{X509Crl, X509CrlRef, X509Ref};
@@ -48,5 +51,43 @@ pub(super) fn crl_clone(crl: &X509CrlRef) -> Result<X509Crl, ErrorStack> {
             return Err(ErrorStack::get());
         }
         Ok(X509Crl::from_ptr(crl.as_ptr()))
+    }
+}
+
+unsafe extern "C" {
+    fn CMS_get0_SignerInfos(cms: *mut sys::CMS_ContentInfo) -> *mut sys::OPENSSL_STACK;
+    fn CMS_SignerInfo_cert_cmp(si: *mut std::ffi::c_void, cert: *mut sys::X509) -> c_int;
+}
+
+/// How many SignerInfos a CMS SignedData carries (0 for a certs-only bundle or another type).
+pub(super) fn signer_info_count(cms: &CmsContentInfo) -> usize {
+    // SAFETY: the stack belongs to cms and is only counted.
+    unsafe {
+        let infos = CMS_get0_SignerInfos(cms.as_ptr());
+        if infos.is_null() {
+            // Not a SignedData: OpenSSL queued an error saying so, which must not surface as
+            // the reason of some later, unrelated failure on this thread.
+            let _ = ErrorStack::get();
+            return 0;
+        }
+        usize::try_from(sys::OPENSSL_sk_num(infos)).unwrap_or(0)
+    }
+}
+
+/// For each SignerInfo, whether it names `cert` (by issuer and serial, or key identifier).
+pub(super) fn signer_infos_naming(cms: &CmsContentInfo, cert: &X509Ref) -> Vec<bool> {
+    // SAFETY: the stack and its entries belong to cms; the comparison only reads both.
+    unsafe {
+        let infos = CMS_get0_SignerInfos(cms.as_ptr());
+        if infos.is_null() {
+            let _ = ErrorStack::get();
+            return Vec::new();
+        }
+        (0..sys::OPENSSL_sk_num(infos))
+            .map(|i| {
+                let si = sys::OPENSSL_sk_value(infos, i);
+                !si.is_null() && CMS_SignerInfo_cert_cmp(si, cert.as_ptr()) == 0
+            })
+            .collect()
     }
 }

@@ -10,6 +10,7 @@
 //! network goes through a caller-supplied [`Fetcher`], and the CRL cache offers hooks so a caller
 //! can persist it.
 
+pub mod bundle;
 mod crl;
 mod ffi;
 mod path;

@@ -117,17 +117,7 @@ fn oid(text: &str) -> Vec<u8> {
 
 /// A PKCS#7 SignedData holding only certificates (what a .p7c/.p7b is).
 pub(super) fn certs_only_p7(certs: &[&X509]) -> Vec<u8> {
-    let certs: Vec<u8> = certs.iter().flat_map(|c| c.to_der().unwrap()).collect();
-    let signed_data = [
-        der(0x02, &[1]),
-        der(0x31, &[]),
-        der(0x30, &oid("1.2.840.113549.1.7.1")),
-        der(0xa0, &certs),
-        der(0x31, &[]),
-    ]
-    .concat();
-    let content = der(0xa0, &der(0x30, &signed_data));
-    der(0x30, &[oid("1.2.840.113549.1.7.2"), content].concat())
+    crate::devpki::certs_only_p7b(certs).unwrap()
 }
 
 /// An address-bound leaf issued by `ca` asserting the given certificate policies.
