@@ -19,6 +19,8 @@ pub enum ComposeError {
     NoFilename { index: usize },
     #[error("the message has no header; send a complete RFC 5322 message")]
     NoHeader,
+    #[error("Message-ID {0:?} is not of the form <id@domain>; fix it or leave the header out")]
+    BadMessageId(String),
 }
 
 /// One recipient list entry: a string, or a list of them.
@@ -256,8 +258,12 @@ pub fn raw(message: &[u8], new_id: &str) -> Result<Raw, ComposeError> {
         .chain(list(parsed.bcc()))
         .collect();
     let from = list(parsed.from()).into_iter().next();
-    let existing = crate::headers::header_value(entity.header, "Message-ID")
-        .filter(|id| id.len() > 2 && id.starts_with('<') && id.ends_with('>'));
+    let existing = match crate::headers::header_value(entity.header, "Message-ID") {
+        Some(id) if id.len() > 2 && id.starts_with('<') && id.ends_with('>') => Some(id),
+        // Adding a second Message-ID would leave two; the sender must fix theirs.
+        Some(id) => return Err(ComposeError::BadMessageId(id)),
+        None => None,
+    };
     let mut header = Vec::with_capacity(entity.header.len() + 64);
     let message_id = match existing {
         Some(id) => id,
@@ -391,6 +397,10 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r
         assert_eq!(
             raw(b"no header at all", "<n@a>").err(),
             Some(ComposeError::NoHeader)
+        );
+        assert_eq!(
+            raw(b"Message-ID: bare@id\r\nTo: b@b\r\n\r\nhi\r\n", "<n@a>").err(),
+            Some(ComposeError::BadMessageId("bare@id".into()))
         );
     }
 }
