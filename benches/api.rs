@@ -84,6 +84,7 @@ async fn run(clients: usize, requests: usize, quick: bool) -> bool {
         })),
         ready: Arc::new(Readiness::default()),
         tokens: hisp::login::TokenCache::new(),
+        backoff: hisp::login::Backoff::new(3, Duration::from_secs(60)),
         bundle_fetcher: hisp::bundles::http_fetcher(&hisp::config::Config::default()),
         max_body: 1 << 20,
         max_message: 1 << 20,

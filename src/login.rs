@@ -125,3 +125,74 @@ impl Default for TokenCache {
         TokenCache::new()
     }
 }
+
+/// Failed logins per client IP: after `max` failures in a row an IP is refused for `period`
+/// (the API's counterpart of the SMTP submission back-off), which caps password guessing.
+pub struct Backoff {
+    max: u32,
+    period: Duration,
+    state: Mutex<HashMap<std::net::IpAddr, (u32, Option<Instant>)>>,
+}
+
+impl Backoff {
+    const MAX_TRACKED: usize = 100_000;
+
+    pub fn new(max: u32, period: Duration) -> Backoff {
+        Backoff {
+            max: max.max(1),
+            period,
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `ip` must still wait, if it is locked out.
+    pub fn locked(&self, ip: std::net::IpAddr) -> Option<Duration> {
+        let state = self.state.lock().expect("login backoff");
+        let until = state.get(&ip)?.1?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    pub fn failed(&self, ip: std::net::IpAddr) {
+        let mut state = self.state.lock().expect("login backoff");
+        if state.len() >= Self::MAX_TRACKED {
+            let now = Instant::now();
+            state.retain(|_, (_, until)| until.is_some_and(|u| u > now));
+        }
+        let entry = state.entry(ip).or_insert((0, None));
+        if entry.1.is_some_and(|u| u <= Instant::now()) {
+            *entry = (0, None);
+        }
+        entry.0 += 1;
+        if entry.0 >= self.max {
+            entry.1 = Some(Instant::now() + self.period);
+        }
+    }
+
+    pub fn succeeded(&self, ip: std::net::IpAddr) {
+        self.state.lock().expect("login backoff").remove(&ip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_locks_after_max_failures_and_expires() {
+        let b = Backoff::new(2, Duration::from_millis(40));
+        let ip: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let other: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        b.failed(ip);
+        assert!(b.locked(ip).is_none());
+        b.failed(ip);
+        assert!(b.locked(ip).is_some());
+        assert!(b.locked(other).is_none());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(b.locked(ip).is_none());
+        // A success clears the count.
+        b.failed(ip);
+        b.succeeded(ip);
+        b.failed(ip);
+        assert!(b.locked(ip).is_none());
+    }
+}

@@ -608,6 +608,19 @@ async fn api_end_to_end(backend: Backend) {
         }
     }
 
+    // Password guessing: after [smtp] max_auth_failures (3) wrong logins in a row the client's
+    // IP is refused for a while, even with the right credentials.
+    for _ in 0..3 {
+        a.call(Request::new("GET", "/api/v1/mailbox").basic(SMITH, "guess"))
+            .await
+            .error(401, "unauthorized");
+    }
+    let r = a
+        .call(Request::new("GET", "/api/v1/mailbox").bearer(&smith_token))
+        .await;
+    r.error(429, "too_many_failures");
+    assert!(r.header("retry-after").is_some());
+
     // The audit log holds the decisions: the submission with its chosen certificates, the
     // failed logins, the admin's changes; and no secret.
     let audit = a.env.run(&["audit", "list", "--json"]).ok();

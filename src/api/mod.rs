@@ -62,6 +62,8 @@ pub struct Inner {
     pub submit: Submitter,
     pub ready: Arc<Readiness>,
     pub tokens: crate::login::TokenCache,
+    /// Failed logins per client IP (`[smtp] max_auth_failures`, `auth_failure_backoff`).
+    pub backoff: crate::login::Backoff,
     /// Fetches trust bundles for the admin bundle endpoints.
     pub bundle_fetcher: Arc<dyn crate::trust::Fetcher>,
     /// `[api] max_body_size`: the largest request body.

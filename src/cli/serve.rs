@@ -243,6 +243,10 @@ pub async fn start(ctx: &Ctx) -> CliResult<Running> {
                 submit,
                 ready: ready.clone(),
                 tokens: crate::login::TokenCache::new(),
+                backoff: crate::login::Backoff::new(
+                    smtp.max_auth_failures,
+                    smtp.auth_failure_backoff.std(),
+                ),
                 bundle_fetcher: crate::bundles::http_fetcher(&ctx.config),
                 max_body: usize::try_from(ctx.config.api.max_body_size.0).unwrap_or(usize::MAX),
                 max_message: usize::try_from(smtp.max_message_size.0).unwrap_or(usize::MAX),
