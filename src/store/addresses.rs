@@ -31,6 +31,9 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Address> {
     })
 }
 
+/// How long a local address found in the store is taken as still there.
+pub const LOCAL_SEEN_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Store {
     pub async fn add_address(
         &self,
@@ -73,6 +76,40 @@ impl Store {
             .as_ref()
             .map(from_row)
             .transpose()
+    }
+
+    /// Whether `address` (normalised) is a local address. Every inbound RCPT asks, so a
+    /// yes is remembered for [`LOCAL_SEEN_TTL`]: a removed address is refused again within
+    /// that time (INTERFACE.md allows 5 s), while a no always asks the store, so an address
+    /// just added is accepted at once.
+    pub async fn is_local_address(&self, address: &str) -> Result<bool> {
+        if let Some(seen) = self.local_seen.lock().expect("local_seen").get(address)
+            && seen.elapsed() < LOCAL_SEEN_TTL
+        {
+            return Ok(true);
+        }
+        let found = sqlx::query("SELECT 1 AS one FROM addresses WHERE address = $1")
+            .bind(address)
+            .fetch_optional(self.pool())
+            .await?
+            .is_some();
+        if found {
+            let mut seen = self.local_seen.lock().expect("local_seen");
+            if seen.len() >= 100_000 {
+                seen.clear();
+            }
+            seen.insert(address.to_string(), std::time::Instant::now());
+        }
+        Ok(found)
+    }
+
+    /// Whether `name` (normalised) is a local domain, without the counts `domain` gathers.
+    pub async fn is_local_domain(&self, name: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 AS one FROM domains WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?
+            .is_some())
     }
 
     pub async fn require_address(&self, address: &str) -> Result<Address> {

@@ -79,6 +79,9 @@ pub struct Store {
     group: std::sync::Arc<std::sync::OnceLock<queue::GroupCommit>>,
     /// Who the admin changes made through this handle are audited as (see `acting_as`).
     actor: Option<std::sync::Arc<str>>,
+    /// Local addresses recently found in the store (see `is_local_address`).
+    local_seen:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 pub use crate::clock::{now_ms, now_secs};
@@ -258,6 +261,7 @@ impl Store {
             url: shown,
             group: Default::default(),
             actor: None,
+            local_seen: Default::default(),
         };
         store.migrate().await?;
         Ok(store)

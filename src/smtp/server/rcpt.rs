@@ -71,19 +71,26 @@ impl<P: Pipeline> Session<P> {
         self.reply(Reply::new(250, "2.1.5", "recipient OK"))
     }
 
-    /// None when `address` is a local mailbox, else the refusal. Asks the store each time so
-    /// domains and addresses an admin adds take effect at once.
+    /// None when `address` is a local mailbox, else the refusal. Addresses an admin adds
+    /// take effect at once, removals within seconds (`Store::is_local_address`).
     async fn is_local(&self, address: &DirectAddress) -> Result<Option<Reply>, Reply> {
         let unavailable = |e: crate::store::StoreError| {
             eprintln!("hisp: smtp rcpt: store lookup failed: {e}");
             Reply::new(451, "4.3.0", "recipient lookup failed; try again later")
         };
         let store = &self.shared.store;
+        // An address can only exist in a local domain, so one lookup settles the usual case.
         if store
-            .domain(address.domain())
+            .is_local_address(address.as_str())
             .await
             .map_err(unavailable)?
-            .is_none()
+        {
+            return Ok(None);
+        }
+        if !store
+            .is_local_domain(address.domain())
+            .await
+            .map_err(unavailable)?
         {
             return Ok(Some(Reply::new(
                 550,
@@ -94,15 +101,7 @@ impl<P: Pipeline> Session<P> {
                 ),
             )));
         }
-        if store
-            .address(address.as_str())
-            .await
-            .map_err(unavailable)?
-            .is_none()
-        {
-            return Ok(Some(Reply::new(550, "5.1.1", "no such user here")));
-        }
-        Ok(None)
+        Ok(Some(Reply::new(550, "5.1.1", "no such user here")))
     }
 }
 
