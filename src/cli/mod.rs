@@ -4,6 +4,7 @@
 mod address;
 mod anchor;
 mod audit;
+mod bench;
 mod cert;
 mod config_cmd;
 mod demo;
@@ -11,6 +12,7 @@ mod discover;
 mod domain;
 mod mailbox;
 mod output;
+mod pair;
 mod queue;
 mod serve;
 mod status;
@@ -59,6 +61,8 @@ enum Command {
     Anchor(anchor::AnchorCmd),
     /// Two gateways, a dev PKI and local DNS on this machine; one referral end to end.
     Demo,
+    /// End-to-end throughput of two gateways on loopback, and this machine's RSA ceiling.
+    Bench(bench::BenchArgs),
     /// Messages delivered to a local address.
     #[command(subcommand)]
     Mailbox(mailbox::MailboxCmd),
@@ -298,6 +302,9 @@ async fn run(cli: Cli) -> CliResult {
         // Self-contained: no config file, no store of the user's is touched.
         return demo::run().await;
     }
+    if let Command::Bench(args) = &cli.command {
+        return bench::run(args, cli.json).await;
+    }
     let (config, source) = Config::load(cli.config.as_deref())?;
     if let Command::Config(cmd) = &cli.command {
         return config_cmd::run(cmd, &config, &source, cli.json);
@@ -315,7 +322,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Status { message_id } => status::run(&ctx, &message_id).await,
         Command::Queue(cmd) => queue::run(&ctx, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
-        Command::Config(_) | Command::Demo => Ok(()),
+        Command::Config(_) | Command::Demo | Command::Bench(_) => Ok(()),
     };
     ctx.store.close().await;
     result

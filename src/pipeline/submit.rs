@@ -169,6 +169,14 @@ impl Pipeline for DirectSubmission {
                     )
                 }
             )),
+            Err(e) if e.is_disk_full() => {
+                eprintln!("hisp: submission refused, the store is full: {e}");
+                Verdict::Reject(Reply::new(
+                    452,
+                    "4.3.1",
+                    "insufficient system storage: the message was not queued; try again later",
+                ))
+            }
             Err(e) => temp("4.3.0", format!("cannot store the message: {e}")),
         }
     }

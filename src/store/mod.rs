@@ -43,6 +43,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("the store holds an unexpected value ({0}); was it edited by hand?")]
     Corrupt(String),
+    /// Reported by the queue writer for a group whose commit ran out of space.
+    #[error("the database has no space left ({0}); free disk space or raise the quota")]
+    DiskFull(String),
 }
 
 impl StoreError {
@@ -50,6 +53,22 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         match self {
             StoreError::Db(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+
+    /// True when the database refused the write for lack of space: SQLITE_FULL (13, also
+    /// when `PRAGMA max_page_count` is reached) or PostgreSQL's `disk_full` (53100). SMTP
+    /// answers such a message `452 4.3.1`, which tells the client to try again later.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull(_) => true,
+            StoreError::Db(sqlx::Error::Database(e)) => match e.code().as_deref() {
+                Some("53100") => true,
+                // SQLite reports its extended code; the primary code is the low byte.
+                Some(code) => code.parse::<i32>().is_ok_and(|c| c & 0xff == 13),
+                None => false,
+            },
             _ => false,
         }
     }

@@ -561,10 +561,14 @@ impl GroupCommit {
                     }
                     Err(e) => {
                         let text = e.to_string();
+                        let full = e.is_disk_full();
                         for job in group {
-                            let _ = job
-                                .done
-                                .send(Err(StoreError::Conflict(format!("not queued: {text}"))));
+                            let err = if full {
+                                StoreError::DiskFull(text.clone())
+                            } else {
+                                StoreError::Conflict(format!("not queued: {text}"))
+                            };
+                            let _ = job.done.send(Err(err));
                         }
                     }
                 }
