@@ -164,3 +164,188 @@ async fn sigkill_of_sender_then_receiver_loses_and_duplicates_nothing() {
         kill9(b).await;
     }
 }
+
+/// Seconds the receiving gateway stays down (`scripts/reliability` sets 120).
+fn down_secs() -> u64 {
+    std::env::var("HISP_RELIABILITY_DOWN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8)
+}
+
+async fn receiver_down(backend: Backend) {
+    const CLIENTS: usize = 3;
+    const PER_CLIENT: usize = 20;
+    let down = Duration::from_secs(down_secs());
+    let mut p = pair(backend, A_EXTRA, "").await;
+    p.a.start().await;
+    p.b.start().await;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let clients = submit_all(p.a.submission, "down", CLIENTS, PER_CLIENT, 4000, &progress);
+    let reached = eventually(Duration::from_secs(120), || async {
+        !p.b.mailbox_ids(JONES, "message").await.is_empty()
+    })
+    .await;
+    assert!(reached, "B files nothing: {}", tail(&p.b.log_text()));
+    p.b.stop().await;
+    let went_down = Instant::now();
+    // Submission goes on while B is away: A queues.
+    let acked: HashSet<String> = acked_of(clients).await.into_iter().collect();
+    assert_eq!(
+        acked.len(),
+        CLIENTS * PER_CLIENT,
+        "submission failed while B was down"
+    );
+    let waiting =
+        p.a.tracking()
+            .await
+            .iter()
+            .filter(|(_, s)| s == "queued")
+            .count();
+    assert!(waiting > 0, "nothing was left waiting for B");
+    tokio::time::sleep(down.saturating_sub(went_down.elapsed())).await;
+    assert_eq!(
+        p.a.dsn_count(SMITH).await,
+        0,
+        "a DSN was sent while B was down"
+    );
+    p.b.start().await;
+    let back = Instant::now();
+    let (filed, _) = settles(&p, &acked, Duration::from_secs(240), 0).await;
+    assert_eq!(
+        p.a.dsn_count(SMITH).await,
+        0,
+        "a DSN was sent for mail that was only delayed"
+    );
+    eprintln!(
+        "receiver down ({backend:?}): B down {:.0} s with {waiting} messages queued at A; all {filed} filed exactly once and dispatched {:.1} s after B returned; no DSN",
+        down.as_secs_f64(),
+        back.elapsed().as_secs_f64()
+    );
+    p.a.stop().await;
+    p.b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receiver_down_then_back_delivers_everything_without_dsn() {
+    for b in backends() {
+        receiver_down(b).await;
+    }
+}
+
+/// A tmpfs of `size` mounted for the test, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: std::path::PathBuf, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(path))
+    }
+
+    fn available(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The sending gateway's SQLite store on a small tmpfs that fills up: submission answers
+/// `452 4.3.1`, nothing acknowledged is lost, and it recovers once space returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_store_answers_452_and_recovers() {
+    let mut p = pair(Backend::Sqlite, A_EXTRA, "").await;
+    let fs = match Tmpfs::mount(p.a.env.path("small"), "8m") {
+        Ok(fs) => fs,
+        // Needs root (or CAP_SYS_ADMIN); CI runs as root, so there it must work.
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("note: cannot mount a tmpfs ({e}); skipping the disk-full test");
+            return;
+        }
+        Err(e) => panic!("CI is set but mounting a tmpfs failed: {e}"),
+    };
+    // Move A's store (set up by the CLI) onto the tmpfs.
+    let old = p.a.env.path("hisp.db");
+    let new = fs.0.join("hisp.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let from = std::path::PathBuf::from(format!("{}{suffix}", old.display()));
+        if from.exists() {
+            std::fs::copy(&from, format!("{}{suffix}", new.display())).unwrap();
+            std::fs::remove_file(&from).unwrap();
+        }
+    }
+    let url = format!("sqlite://{}", new.display());
+    let config = std::fs::read_to_string(&p.a.env.config)
+        .unwrap()
+        .replace(&p.a.env.db_url, &url);
+    std::fs::write(&p.a.env.config, config).unwrap();
+    p.a.env.db_url = url;
+    p.a.start().await;
+    p.b.start().await;
+
+    // Leave about 1.5 MiB: a few dozen 40 KB messages fill it.
+    let filler = fs.0.join("filler");
+    let room = fs.available().saturating_sub(1536 * 1024);
+    std::fs::write(&filler, vec![0u8; room as usize]).unwrap();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let ids: Vec<String> = (0..80)
+        .map(|n| format!("full-{n}@hisp-a.example"))
+        .collect();
+    let first = submitter(p.a.submission, ids, 40_000, true, Arc::clone(&progress)).await;
+    assert!(
+        !first.acked.is_empty(),
+        "nothing accepted before the store filled up"
+    );
+    assert!(
+        !first.refused.is_empty(),
+        "the store never filled up ({} accepted)",
+        first.acked.len()
+    );
+    for (id, reply) in &first.refused {
+        assert!(reply.starts_with("452 4.3.1"), "{id}: {reply}");
+    }
+
+    // Space returns: submission works again, and everything acknowledged gets through.
+    std::fs::remove_file(&filler).unwrap();
+    let ids: Vec<String> = (0..5)
+        .map(|n| format!("after-{n}@hisp-a.example"))
+        .collect();
+    let second = submitter(p.a.submission, ids, 40_000, false, Arc::clone(&progress)).await;
+    assert_eq!(second.acked.len(), 5, "not recovered: {:?}", second.refused);
+    let acked: HashSet<String> = first.acked.iter().chain(&second.acked).cloned().collect();
+    let (filed, _) = settles(&p, &acked, Duration::from_secs(240), 0).await;
+    eprintln!(
+        "disk full: {} accepted, then {} answered {:?}; after space returned 5 more accepted; {filed} filed exactly once, all dispatched",
+        first.acked.len(),
+        first.refused.len(),
+        first.refused[0].1
+    );
+    p.a.stop().await;
+    p.b.stop().await;
+    drop(fs);
+}

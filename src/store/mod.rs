@@ -225,18 +225,26 @@ impl Store {
             .max_connections(max_connections.max(1))
             .acquire_timeout(std::time::Duration::from_secs(30));
         if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // WAL lets readers (admin CLI, API) run while the server writes; foreign keys
-                    // are per connection in SQLite; synchronous stays FULL so a commit that we
-                    // acknowledge with 250 survives power loss.
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
-                    Ok(())
+            options = options
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // WAL lets readers (admin CLI, API) run while the server writes; foreign keys
+                        // are per connection in SQLite; synchronous stays FULL so a commit that we
+                        // acknowledge with 250 survives power loss.
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        Ok(())
+                    })
                 })
-            });
+                // After SQLITE_FULL (a full disk) SQLite may already have rolled the transaction
+                // back; sqlx's ROLLBACK then fails and that connection keeps counting an open
+                // transaction, so every later BEGIN on it fails ("non-zero transaction depth")
+                // even after space returns. Such a connection is closed instead of handed out.
+                .before_acquire(|conn, _meta| {
+                    Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+                });
         }
         // One direct attempt first: the pool retries refused connections until its acquire
         // timeout, which would leave an admin staring at a silent CLI for 30 seconds.
