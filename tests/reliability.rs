@@ -349,3 +349,257 @@ async fn full_store_answers_452_and_recovers() {
     p.b.stop().await;
     drop(fs);
 }
+
+/// Resident set size of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+/// 2,000 sockets here and 2,000 in the server need more than the usual 1,024 descriptors;
+/// children inherit the raised limit.
+fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+    assert!(
+        lim.rlim_cur >= 5000,
+        "RLIMIT_NOFILE hard limit {} is too low for 2,000 connections",
+        lim.rlim_max
+    );
+}
+
+async fn connect_from(ip: [u8; 4], port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from((ip, 0)))?;
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+}
+
+async fn read_reply(
+    r: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> Option<String> {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let mut line = String::new();
+        match tokio::time::timeout(Duration::from_secs(60), r.read_line(&mut line)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Some(line.trim_end().to_string());
+        }
+    }
+}
+
+/// Trickles "EHLO slow.example\r\n" one byte every 3 s; returns the server's answer (the
+/// 421 that ends it, if any) and how long the connection lasted.
+async fn slowloris(
+    ip: [u8; 4],
+    port: u16,
+    connected: Arc<AtomicUsize>,
+) -> (Option<String>, Duration) {
+    use tokio::io::AsyncWriteExt;
+    let Ok(stream) = connect_from(ip, port).await else {
+        return (Some("connect failed".into()), Duration::ZERO);
+    };
+    let start = Instant::now();
+    let (r, mut w) = stream.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let greeting = read_reply(&mut r).await;
+    connected.fetch_add(1, Ordering::SeqCst);
+    if !greeting.as_deref().is_some_and(|g| g.starts_with("220")) {
+        return (greeting, start.elapsed());
+    }
+    let answer = tokio::spawn(async move { read_reply(&mut r).await });
+    for b in b"EHLO slow.example".iter().cycle() {
+        if answer.is_finished() || w.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    (answer.await.unwrap(), start.elapsed())
+}
+
+/// Starts a message and vanishes in the middle of DATA, `rounds` times.
+async fn vanisher(ip: [u8; 4], port: u16, rounds: usize) -> usize {
+    use tokio::io::AsyncWriteExt;
+    let mut vanished = 0;
+    for _ in 0..rounds {
+        let Ok(stream) = connect_from(ip, port).await else {
+            continue;
+        };
+        let (r, mut w) = stream.into_split();
+        let mut r = tokio::io::BufReader::new(r);
+        let mut ok = read_reply(&mut r)
+            .await
+            .is_some_and(|g| g.starts_with("220"));
+        for (cmd, want) in [
+            ("EHLO gone.example".to_string(), "250"),
+            (format!("MAIL FROM:<{SMITH}>"), "250"),
+            (format!("RCPT TO:<{JONES}>"), "250"),
+            ("DATA".to_string(), "354"),
+        ] {
+            if !ok {
+                break;
+            }
+            ok = w.write_all(format!("{cmd}\r\n").as_bytes()).await.is_ok()
+                && read_reply(&mut r)
+                    .await
+                    .is_some_and(|g| g.starts_with(want));
+        }
+        if ok {
+            let chunk = "MIIB".repeat(16).into_bytes();
+            for _ in 0..(64 * 1024 / chunk.len()) {
+                let _ = w.write_all(&chunk).await;
+                let _ = w.write_all(b"\r\n").await;
+            }
+            vanished += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Dropping both halves closes the socket mid-DATA.
+    }
+    vanished
+}
+
+/// 2,000 concurrent connections to the receiving gateway's inbound port — 1,700 slowloris
+/// clients and 300 clients that vanish mid-DATA, three times each — while real Direct mail
+/// flows from A to B. B keeps accepting that mail, cuts the slowloris clients off after its
+/// command timeout, refuses connections over the per-IP limit, and its memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_thousand_connections_slowloris_and_vanishing_clients() {
+    const SLOW: usize = 1700;
+    const GONE: usize = 300;
+    const PER_IP: usize = 50;
+    raise_nofile(16384);
+    let mut p = pair(Backend::Sqlite, A_EXTRA, "").await;
+    let config = std::fs::read_to_string(&p.b.env.config).unwrap().replace(
+        "require_tls_for_auth = false\n",
+        "require_tls_for_auth = false\nmax_connections = 2500\nmax_connections_per_ip = 50\ncommand_timeout = \"15s\"\n",
+    );
+    std::fs::write(&p.b.env.config, config).unwrap();
+    p.a.start().await;
+    p.b.start().await;
+    let pid = p.b.pid();
+    let rss_idle = rss(pid);
+    let port = p.b.inbound;
+    let t0 = Instant::now();
+
+    // Each client address carries at most PER_IP connections: 127.0.1.x slowloris,
+    // 127.0.2.x the vanishing ones.
+    let connected = Arc::new(AtomicUsize::new(0));
+    let mut slow = Vec::new();
+    for i in 0..SLOW {
+        let ip = [127, 0, 1, 1 + (i / PER_IP) as u8];
+        slow.push(tokio::spawn(slowloris(ip, port, Arc::clone(&connected))));
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let gone: Vec<_> = (0..GONE)
+        .map(|i| tokio::spawn(vanisher([127, 0, 2, 1 + (i / PER_IP) as u8], port, 3)))
+        .collect();
+    let all_in = eventually(Duration::from_secs(60), || async {
+        connected.load(Ordering::SeqCst) >= SLOW
+    })
+    .await;
+    assert!(
+        all_in,
+        "only {} slowloris clients got a greeting",
+        connected.load(Ordering::SeqCst)
+    );
+
+    // Over the per-IP limit: refused at once.
+    let extra = connect_from([127, 0, 1, 1], port).await.unwrap();
+    let (r, _w) = extra.into_split();
+    let over = read_reply(&mut tokio::io::BufReader::new(r)).await;
+    assert!(
+        over.as_deref().is_some_and(|r| r.starts_with("421 4.7.0")),
+        "51st connection from one address: {over:?}"
+    );
+
+    // Real mail keeps flowing through all of this.
+    let sampling = Arc::new(std::sync::atomic::AtomicU64::new(rss_idle));
+    let sampler = {
+        let peak = Arc::clone(&sampling);
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss(pid), Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let progress = Arc::new(AtomicUsize::new(0));
+    let clients = submit_all(p.a.submission, "busy", 2, 10, 4000, &progress);
+    let acked: HashSet<String> = acked_of(clients).await.into_iter().collect();
+    assert_eq!(acked.len(), 20);
+    let served = Instant::now();
+    let (filed, _) = settles(&p, &acked, Duration::from_secs(120), 0).await;
+    let served = served.elapsed();
+
+    let mut vanished = 0;
+    for g in gone {
+        vanished += g.await.unwrap();
+    }
+    eprintln!("vanishers done after {:?}", t0.elapsed());
+    let mut cut_off = 0;
+    let mut longest = Duration::ZERO;
+    for s in slow {
+        let (answer, lasted) = s.await.unwrap();
+        if answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("421 4.4.2"))
+        {
+            cut_off += 1;
+        }
+        longest = longest.max(lasted);
+    }
+    sampler.abort();
+    eprintln!("slowloris done after {:?}", t0.elapsed());
+    let peak = sampling.load(Ordering::SeqCst).max(rss(pid));
+    let after = rss(pid);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "2,000 connections: {SLOW} slowloris ({cut_off} cut off with 421 4.4.2, longest {:.0} s), {vanished} vanished mid-DATA; {filed} real messages filed and dispatched in {:.1} s meanwhile; hisp serve RSS idle {:.1} MiB, peak {:.1} MiB, after {:.1} MiB",
+        longest.as_secs_f64(),
+        served.as_secs_f64(),
+        mib(rss_idle),
+        mib(peak),
+        mib(after)
+    );
+    assert_eq!(
+        cut_off, SLOW,
+        "slowloris clients not cut off by the command timeout"
+    );
+    assert!(
+        longest < Duration::from_secs(40),
+        "a slowloris client lasted {longest:?}"
+    );
+    assert!(
+        vanished >= GONE * 2,
+        "only {vanished} clients got into DATA"
+    );
+    assert!(
+        peak - rss_idle < 200 * 1024 * 1024,
+        "RSS grew by {:.1} MiB",
+        mib(peak - rss_idle)
+    );
+    p.a.stop().await;
+    p.b.stop().await;
+}
