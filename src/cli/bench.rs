@@ -69,9 +69,14 @@ struct Report {
     rsa2048_sign_ops_per_s: f64,
     rsa2048_sign_ops_per_s_before: f64,
     rsa2048_sign_ops_per_s_after: f64,
+    /// Per CPU second of the measuring threads: what one core does when it is not shared.
+    rsa2048_sign_ops_per_cpu_s: Option<f64>,
     rsa_ops_per_message: f64,
     ceiling_messages_per_s: f64,
     ratio: f64,
+    /// The RSA CPU time a message needs over the CPU time it took: the ratio this run would
+    /// reach if it had every core to itself; robust when other processes share the machine.
+    ratio_cpu: Option<f64>,
 }
 
 #[derive(serde::Serialize)]
@@ -205,7 +210,12 @@ async fn bench(dir: &std::path::Path, args: &BenchArgs, size: usize) -> CliResul
     pair.ctx_a.store.close().await;
     pair.ctx_b.store.close().await;
 
-    let rsa = (rsa_before + rsa_after) / 2.0;
+    let rsa = (rsa_before.per_s + rsa_after.per_s) / 2.0;
+    let per_cpu_s = rsa_before
+        .per_cpu_s
+        .zip(rsa_after.per_cpu_s)
+        .map(|(a, b)| (a + b) / 2.0);
+    let cpu_per_message = cpu0.zip(cpu1).map(|(a, b)| (b - a) / args.messages as f64);
     let messages_per_s = args.messages as f64 / elapsed;
     let ceiling = rsa / RSA_OPS_PER_MESSAGE;
     Ok(Report {
@@ -221,11 +231,16 @@ async fn bench(dir: &std::path::Path, args: &BenchArgs, size: usize) -> CliResul
         peak_rss_bytes: peak_rss,
         threads,
         rsa2048_sign_ops_per_s: rsa,
-        rsa2048_sign_ops_per_s_before: rsa_before,
-        rsa2048_sign_ops_per_s_after: rsa_after,
+        rsa2048_sign_ops_per_s_before: rsa_before.per_s,
+        rsa2048_sign_ops_per_s_after: rsa_after.per_s,
+        rsa2048_sign_ops_per_cpu_s: per_cpu_s,
         rsa_ops_per_message: RSA_OPS_PER_MESSAGE,
         ceiling_messages_per_s: ceiling,
         ratio: messages_per_s / ceiling,
+        ratio_cpu: per_cpu_s
+            .zip(cpu_per_message)
+            .filter(|(_, c)| *c > 0.0)
+            .map(|(ops, c)| RSA_OPS_PER_MESSAGE / ops / c),
     })
 }
 
@@ -268,6 +283,14 @@ fn print_report(r: &Report) {
         r.ceiling_messages_per_s, r.rsa_ops_per_message
     );
     println!("  achieved / ceiling   {:.2}", r.ratio);
+    if let (Some(ops), Some(ratio)) = (r.rsa2048_sign_ops_per_cpu_s, r.ratio_cpu) {
+        println!(
+            "  CPU-time ratio       {ratio:.2} (RSA {:.0} ops per CPU second: {:.2} ms of the {:.2} ms of CPU per message)",
+            ops,
+            r.rsa_ops_per_message / ops * 1000.0,
+            r.cpu_s_per_message.unwrap_or(0.0) * 1000.0
+        );
+    }
 }
 
 /// The submitted message: fixed headers around a base64 attachment padded to the size asked
@@ -454,15 +477,18 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// RSA-2048 private-key signatures (SHA-256, PKCS#1) per second, one thread per core.
-async fn rsa_ops_per_s(threads: usize) -> CliResult<f64> {
-    tokio::task::spawn_blocking(move || -> CliResult<f64> {
+/// RSA-2048 private-key signatures (SHA-256, PKCS#1), one thread per core: operations per
+/// second of wall-clock time (all threads together), and per CPU second of those threads.
+async fn rsa_ops_per_s(threads: usize) -> CliResult<Rsa2048> {
+    tokio::task::spawn_blocking(move || -> CliResult<Rsa2048> {
         let key = PKey::from_rsa(Rsa::generate(2048).map_err(fail)?).map_err(fail)?;
-        let counts: Vec<CliResult<(u64, f64)>> = std::thread::scope(|s| {
+        type Counted = CliResult<(u64, f64, Option<f64>)>;
+        let counts: Vec<Counted> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     let key = key.clone();
-                    s.spawn(move || -> CliResult<(u64, f64)> {
+                    s.spawn(move || -> Counted {
+                        let cpu0 = thread_cpu_seconds();
                         let start = Instant::now();
                         let mut n = 0u64;
                         while start.elapsed().as_secs_f64() < RSA_SECONDS {
@@ -472,7 +498,8 @@ async fn rsa_ops_per_s(threads: usize) -> CliResult<f64> {
                             signer.sign_to_vec().map_err(fail)?;
                             n += 1;
                         }
-                        Ok((n, start.elapsed().as_secs_f64()))
+                        let cpu = cpu0.zip(thread_cpu_seconds()).map(|(a, b)| b - a);
+                        Ok((n, start.elapsed().as_secs_f64(), cpu))
                     })
                 })
                 .collect();
@@ -484,20 +511,39 @@ async fn rsa_ops_per_s(threads: usize) -> CliResult<f64> {
                 })
                 .collect()
         });
-        let mut rate = 0.0;
+        let (mut rate, mut ops, mut cpu) = (0.0, 0u64, Some(0.0));
         for c in counts {
-            let (n, secs) = c?;
+            let (n, secs, c) = c?;
             rate += n as f64 / secs;
+            ops += n;
+            cpu = cpu.zip(c).map(|(a, b)| a + b);
         }
-        Ok(rate)
+        Ok(Rsa2048 {
+            per_s: rate,
+            per_cpu_s: cpu.filter(|c| *c > 0.0).map(|c| ops as f64 / c),
+        })
     })
     .await
     .map_err(fail)?
 }
 
+struct Rsa2048 {
+    per_s: f64,
+    per_cpu_s: Option<f64>,
+}
+
 /// User + system CPU seconds of this process so far (Linux).
 fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// User + system CPU seconds of the calling thread so far (Linux).
+fn thread_cpu_seconds() -> Option<f64> {
+    stat_cpu_seconds("/proc/thread-self/stat")
+}
+
+fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name in parentheses may contain spaces; the fields after it are fixed.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
