@@ -195,11 +195,9 @@ async fn bench(dir: &std::path::Path, args: &BenchArgs, size: usize) -> CliResul
     }
     debug_assert!(filed >= args.messages && done >= args.messages);
 
-    let latencies = latencies(
-        &pair.ctx_b.store,
-        &submitted.lock().unwrap_or_else(|e| e.into_inner()),
-    )
-    .await?;
+    // The clients are done: the map is complete and no longer shared.
+    let submitted = std::mem::take(&mut *submitted.lock().unwrap_or_else(|e| e.into_inner()));
+    let latencies = latencies(&pair.ctx_b.store, &submitted).await?;
     progress_note("measuring RSA-2048 private-key operations again");
     let rsa_after = rsa_ops_per_s(threads).await?;
     let peak_rss = peak_rss_bytes();
