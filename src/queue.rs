@@ -481,6 +481,7 @@ impl<T: Transport> Worker<T> {
             if worked == 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(idle) => {}
+                    _ = self.store.queued() => {}
                     _ = shutdown.changed() => {}
                 }
             }

@@ -227,6 +227,7 @@ impl DirectInbound {
             }
         }
         tx.commit().await?;
+        self.store.wake_workers();
         Ok(if full.is_empty() {
             format!(
                 "{message_id} delivered to {filed} mailbox(es); signer {} trusted",

@@ -260,6 +260,7 @@ impl DirectSubmission {
             file_dsn(&mut tx, &dsn, now_ms).await?;
         }
         tx.commit().await?;
+        self.store.wake_workers();
         Ok(())
     }
 }

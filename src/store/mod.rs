@@ -95,6 +95,9 @@ pub struct Store {
     url: String,
     /// The group-commit writer of `enqueue`, started on first use.
     group: std::sync::Arc<std::sync::OnceLock<queue::GroupCommit>>,
+    /// Rung after a commit that queued mail, so idle delivery workers of this process start
+    /// at once instead of at their next poll (other nodes still find it by polling).
+    queued: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub use crate::clock::{now_ms, now_secs};
@@ -263,6 +266,7 @@ impl Store {
             backend,
             url: shown,
             group: Default::default(),
+            queued: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -299,6 +303,16 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// Wakes one idle delivery worker of this process: call after committing queued mail.
+    pub fn wake_workers(&self) {
+        self.queued.notify_one();
+    }
+
+    /// Completes at the next `wake_workers`.
+    pub async fn queued(&self) {
+        self.queued.notified().await;
     }
 
     pub fn pool(&self) -> &AnyPool {

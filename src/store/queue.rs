@@ -555,6 +555,7 @@ impl GroupCommit {
                 let outcome = commit_group(&store, &group).await;
                 match outcome {
                     Ok(ids) => {
+                        store.wake_workers();
                         for (job, id) in group.into_iter().zip(ids) {
                             let _ = job.done.send(Ok(id));
                         }
