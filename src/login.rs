@@ -18,8 +18,9 @@ fn decoy_hash() -> &'static str {
     })
 }
 
-/// The normalised address if `password` is right for `user`. The argon2 check runs off the
-/// reactor; unknown users are checked against a decoy so they take as long.
+/// The normalised address if `password` is right for `user`. The argon2 check runs on the
+/// password threads, off the reactor; unknown users are checked against a decoy so they take
+/// as long.
 pub async fn check_password(store: &Store, user: &str, password: String) -> Option<String> {
     let address = DirectAddress::parse(user).ok()?;
     let stored = match store.address(address.as_str()).await {
@@ -29,16 +30,62 @@ pub async fn check_password(store: &Store, user: &str, password: String) -> Opti
             None
         }
     };
-    let ok = tokio::task::spawn_blocking(move || match stored {
-        Some(hash) => crate::auth::verify_password(&password, &hash),
-        None => {
-            crate::auth::verify_password(&password, decoy_hash());
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let (done, answer) = tokio::sync::oneshot::channel();
+    let job: PasswordJob = Box::new(move || {
+        let ok = match stored {
+            Some(hash) => crate::auth::verify_password(&password, &hash),
+            None => {
+                crate::auth::verify_password(&password, decoy_hash());
+                false
+            }
+        };
+        let _ = done.send(ok);
+    });
+    if password_threads().send(job).is_err() {
+        eprintln!("hisp: login: no password-check thread is running");
+        return None;
+    }
+    let ok = answer.await.unwrap_or(false);
     ok.then(|| address.as_str().to_string())
+}
+
+type PasswordJob = Box<dyn FnOnce() + Send>;
+
+/// Password checks run on a few threads of their own, one per core, not on tokio's blocking
+/// pool: each argon2 check takes 19 MiB, and glibc keeps that memory in the arena of every
+/// thread that ever ran one, so with the blocking pool's many threads the process grew by
+/// 19 MiB per concurrent login (480 MiB with 64 clients in `hisp bench`). The checks are
+/// CPU-bound, so more threads than cores would not make them faster anyway.
+fn password_threads() -> &'static std::sync::mpsc::Sender<PasswordJob> {
+    static JOBS: std::sync::OnceLock<std::sync::mpsc::Sender<PasswordJob>> =
+        std::sync::OnceLock::new();
+    JOBS.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::channel::<PasswordJob>();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..threads {
+            let queue = std::sync::Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("hisp-auth-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is released before the job runs.
+                        let next = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return,
+                        };
+                        match next {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                eprintln!("hisp: cannot start a password-check thread: {e}");
+            }
+        }
+        jobs
+    })
 }
 
 /// The live token `presented` stands for, if any. The lookup is by hash; the stored hash is

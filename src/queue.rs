@@ -240,6 +240,11 @@ pub async fn enqueue(
     Ok(store.enqueue(&msg, &envelope.recipients).await?)
 }
 
+/// How long after its claim a recipient is delivered without renewing (and re-checking) its
+/// lease first: short, so that an admin's `queue drop` made after the claim is still seen by
+/// every delivery that starts later than this.
+const FRESH_CLAIM_MS: i64 = 1000;
+
 /// One delivery worker: claims due recipients, hands each message to the transport, and
 /// settles the results.
 pub struct Worker<T: Transport> {
@@ -295,21 +300,28 @@ impl<T: Transport> Worker<T> {
                 .count();
             let (group, tail) = rest.split_at(n);
             rest = tail;
-            settled += self.work_message(group).await?;
+            settled += self.work_message(group, now).await?;
         }
         Ok(settled)
     }
 
-    async fn work_message(&self, group: &[Claimed]) -> Result<usize, QueueError> {
+    async fn work_message(&self, group: &[Claimed], claimed_at: i64) -> Result<usize, QueueError> {
         // Earlier messages of the batch may have taken longer than the lease: keep only the
-        // recipients still ours, and push their lease out for this delivery.
+        // recipients still ours, and push their lease out for this delivery. Right after the
+        // claim that is known without asking, and the write transaction it costs is one of
+        // the few per message that dominate the store's share of the CPU (BENCHMARKS.md):
+        // within FRESH_CLAIM of the claim most of the lease is left, and the timer below
+        // renews it while the delivery runs.
         let lease = self.policy.lease.as_millis() as i64;
         let ids: Vec<i64> = group.iter().map(|c| c.id).collect();
         let now = now_ms();
-        let held = self
-            .store
-            .renew_leases(&self.owner, &ids, now, now + lease)
-            .await?;
+        let held = if now - claimed_at < FRESH_CLAIM_MS.min(lease / 3) {
+            ids
+        } else {
+            self.store
+                .renew_leases(&self.owner, &ids, now, now + lease)
+                .await?
+        };
         let group: Vec<Claimed> = group
             .iter()
             .filter(|c| held.contains(&c.id))
@@ -469,6 +481,7 @@ impl<T: Transport> Worker<T> {
             if worked == 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(idle) => {}
+                    _ = self.store.queued() => {}
                     _ = shutdown.changed() => {}
                 }
             }

@@ -693,3 +693,55 @@ fn demo_runs_every_step_with_no_setup() {
     // Self-contained: nothing written where it ran.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn bench_measures_end_to_end_and_the_rsa_ceiling() {
+    let dir = common::TempDir::new("bench");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hisp"))
+        .args([
+            "bench",
+            "--messages",
+            "20",
+            "--concurrency",
+            "3",
+            "--size",
+            "4KB",
+            "--json",
+        ])
+        .current_dir(dir.path())
+        .env_remove("HISP_CONFIG")
+        .env_remove("HISP_MASTER_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["messages"], 20);
+    assert_eq!(r["concurrency"], 3);
+    let size = r["size_bytes"].as_u64().unwrap();
+    assert!((3900..=4000).contains(&size), "{size}");
+    for key in [
+        "messages_per_s",
+        "cpu_s_per_message",
+        "rsa2048_sign_ops_per_s",
+        "ceiling_messages_per_s",
+        "ratio",
+    ] {
+        assert!(r[key].as_f64().unwrap() > 0.0, "{key}: {r}");
+    }
+    let ceiling = r["rsa2048_sign_ops_per_s"].as_f64().unwrap() / 6.0;
+    assert!((r["ceiling_messages_per_s"].as_f64().unwrap() - ceiling).abs() < 1e-6);
+    let lat = &r["latency_ms"];
+    assert!(lat["p50"].as_i64().unwrap() <= lat["p95"].as_i64().unwrap());
+    assert!(lat["p95"].as_i64().unwrap() <= lat["p99"].as_i64().unwrap());
+    assert!(r["peak_rss_bytes"].as_u64().unwrap() > 0);
+    // Self-contained: nothing written where it ran.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_hisp"))
+        .args(["bench", "--size", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--size"));
+}

@@ -4,8 +4,7 @@
 //! every step shown as it happens, down to the dispatched MDN and the completed status.
 //! Everything runs in this process on temporary SQLite stores that are removed at the end.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,26 +12,14 @@ use sqlx::Row;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::{CliError, CliResult, Ctx};
+use super::CliResult;
+use super::pair::{JONES, PASSWORD, Pair, SMITH, fail};
 use crate::address::DirectAddress;
-use crate::certinfo::CertInfo;
-use crate::config::{Config, Source};
-use crate::devpki::{Ca, Issued};
 use crate::discovery::{Anchors, Discovery};
-use crate::dns_server::{DnsServer, Zone, ZoneContent};
-use crate::keys::{KeySource, MasterKey, seal_private_key};
 use crate::store::Store;
-use crate::store::local_certs::NewLocalCert;
 
-const SMITH: &str = "dr.smith@hisp-a.example";
-const JONES: &str = "dr.jones@hisp-b.example";
-const PASSWORD: &str = "demo-password";
 /// How long the demo waits for each step before saying which one did not happen.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn fail(e: impl std::fmt::Display) -> CliError {
-    CliError::Failed(anyhow::anyhow!("{e}"))
-}
 
 fn step(n: &mut u32, text: &str) {
     *n += 1;
@@ -41,20 +28,6 @@ fn step(n: &mut u32, text: &str) {
 
 fn detail(text: &str) {
     println!("     {text}");
-}
-
-fn free_port() -> CliResult<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(fail)?;
-    Ok(l.local_addr().map_err(fail)?.port())
-}
-
-struct Side {
-    domain: &'static str,
-    user: &'static str,
-    cert: Issued,
-    dir: PathBuf,
-    inbound: u16,
-    submission: u16,
 }
 
 pub async fn run() -> CliResult {
@@ -76,62 +49,35 @@ async fn demo(dir: &Path) -> CliResult {
     let mut n = 0;
     println!("hisp demo: two Direct gateways on this machine, one referral with its MDNs.\n");
 
+    let Pair {
+        root,
+        dns,
+        published,
+        a,
+        b,
+        ctx_a,
+        ctx_b,
+    } = Pair::build(dir, |_| {}).await?;
     step(
         &mut n,
         "Development PKI: a root CA and an address-bound certificate for each doctor",
     );
-    let root = Ca::root("hisp demo root CA").map_err(fail)?;
-    let smith = root.leaf().email(SMITH).build().map_err(fail)?;
-    let jones = root.leaf().email(JONES).build().map_err(fail)?;
-    detail(&format!("{SMITH}: sha256 {}", &smith.sha256_hex()[..16]));
-    detail(&format!("{JONES}: sha256 {}", &jones.sha256_hex()[..16]));
+    detail(&format!("{SMITH}: sha256 {}", &a.cert.sha256_hex()[..16]));
+    detail(&format!("{JONES}: sha256 {}", &b.cert.sha256_hex()[..16]));
 
     step(
         &mut n,
         "DNS: an authoritative server publishing both certificates as CERT records",
     );
-    let zone = Zone::new();
-    let mut content = ZoneContent::new();
-    for (domain, addr, cert) in [
-        ("hisp-a.example", SMITH, &smith),
-        ("hisp-b.example", JONES, &jones),
-    ] {
-        content.origin(domain).map_err(fail)?;
-        let owner = DirectAddress::parse(addr).map_err(fail)?.cert_query_name();
-        content.cert(&owner, &cert.cert_der()).map_err(fail)?;
-        detail(&format!(
-            "{owner}. IN CERT PKIX ({} bytes)",
-            cert.cert_der().len()
-        ));
+    for (owner, len) in &published {
+        detail(&format!("{owner}. IN CERT PKIX ({len} bytes)"));
     }
-    zone.replace(content);
-    let dns = DnsServer::start("127.0.0.1:0".parse().map_err(fail)?, zone)
-        .await
-        .map_err(fail)?;
     detail(&format!("listening on {} (UDP and TCP)", dns.local_addr));
 
-    let a = Side {
-        domain: "hisp-a.example",
-        user: SMITH,
-        cert: smith,
-        dir: dir.join("hisp-a"),
-        inbound: free_port()?,
-        submission: free_port()?,
-    };
-    let b = Side {
-        domain: "hisp-b.example",
-        user: JONES,
-        cert: jones,
-        dir: dir.join("hisp-b"),
-        inbound: free_port()?,
-        submission: free_port()?,
-    };
     step(
         &mut n,
         "Two gateways, each with its own SQLite store, keys and trust anchors",
     );
-    let ctx_a = gateway(&a, &b, &root, dns.local_addr).await?;
-    let ctx_b = gateway(&b, &a, &root, dns.local_addr).await?;
     let run_a = super::serve::start(&ctx_a).await?;
     let run_b = super::serve::start(&ctx_b).await?;
     for s in [&a, &b] {
@@ -243,70 +189,6 @@ async fn demo(dir: &Path) -> CliResult {
     ctx_a.store.close().await;
     ctx_b.store.close().await;
     Ok(())
-}
-
-/// A configured, populated gateway context for `me`, routing `other`'s domain to its port.
-async fn gateway(me: &Side, other: &Side, root: &Ca, dns: SocketAddr) -> CliResult<Ctx> {
-    std::fs::create_dir_all(&me.dir).map_err(fail)?;
-    let mut config = Config {
-        hostname: me.domain.to_string(),
-        data_dir: me.dir.clone(),
-        ..Config::default()
-    };
-    config.database.url = format!("sqlite://{}", me.dir.join("hisp.db").display());
-    config.smtp.listen = vec![SocketAddr::from(([127, 0, 0, 1], me.inbound))];
-    config.smtp.submission_listen = vec![SocketAddr::from(([127, 0, 0, 1], me.submission))];
-    // Loopback only, and the demo has no TLS certificate for its listeners.
-    config.smtp.require_tls_for_auth = false;
-    // Two gateways in one process, and the demo needs no API: don't take port 8080.
-    config.api.listen = None;
-    config.delivery.routes.insert(
-        other.domain.to_string(),
-        format!("127.0.0.1:{}", other.inbound),
-    );
-    config.delivery.retry = vec![crate::config::Duration(Duration::from_secs(1))];
-    config.dns.nameservers = vec![dns];
-    config.discovery.ldap_timeout = crate::config::Duration(Duration::from_secs(1));
-    let store = Store::open(&config.database.url, 4).await?;
-    let mut raw = [0u8; 32];
-    openssl::rand::rand_bytes(&mut raw).map_err(fail)?;
-    let master = MasterKey::from_bytes(raw, KeySource::Env);
-    store.add_domain(me.domain).await?;
-    let hash = crate::auth::hash_password(PASSWORD).map_err(fail)?;
-    let user = DirectAddress::parse(me.user).map_err(fail)?;
-    store.add_address(&user, Some(&hash)).await?;
-    let info = CertInfo::of(&me.cert.cert);
-    let der = me.cert.cert_der();
-    let sealed = seal_private_key(&master, &me.cert.key, &info.sha256);
-    let chain = String::from_utf8_lossy(&root.cert.to_pem().map_err(fail)?).into_owned();
-    store
-        .add_local_cert(&NewLocalCert {
-            subject: me.user,
-            binding: "address",
-            domain: me.domain,
-            address: Some(me.user),
-            info: &info,
-            cert_der: &der,
-            chain_pem: &chain,
-            key_sealed: &sealed,
-        })
-        .await?;
-    let root_der = root.cert.to_der().map_err(fail)?;
-    store
-        .add_anchors(
-            me.domain,
-            &[(CertInfo::of(&root.cert), root_der)],
-            true,
-            true,
-        )
-        .await?;
-    Ok(Ctx {
-        config,
-        source: Source::Defaults,
-        store,
-        master: Arc::new(master),
-        json: false,
-    })
 }
 
 const REFERRAL: &str = "From: Dr Smith <dr.smith@hisp-a.example>\r\nTo: Dr Jones <dr.jones@hisp-b.example>\r\nSubject: Referral: patient 4711, cardiology consult\r\nMessage-ID: <demo-referral@hisp-a.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"demo-1\"\r\n\r\n--demo-1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDear Dr Jones, please see the attached summary.\r\n--demo-1\r\nContent-Type: application/pdf; name=\"summary.pdf\"\r\nContent-Disposition: attachment; filename=\"summary.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKMSAwIG9iago8PCAvVHlwZSAvQ2F0YWxvZyAvUGFnZXMgMiAwIFIgPj4KZW5kb2Jq\r\nCjIgMCBvYmoKPDwgL1R5cGUgL1BhZ2VzIC9LaWRzIFtdIC9Db3VudCAwID4+CmVuZG9iagp0cmFp\r\nbGVyCjw8IC9Sb290IDEgMCBSID4+CiUlRU9GCg==\r\n--demo-1--\r\n";

@@ -45,6 +45,14 @@ impl Pipeline for Enqueue {
         .await
         {
             Ok(id) => Verdict::Accept(format!("queued as {id}")),
+            Err(crate::queue::QueueError::Store(e)) if e.is_disk_full() => {
+                eprintln!("hisp: cannot queue a message from {}: {e}", m.peer);
+                Verdict::Reject(Reply::new(
+                    452,
+                    "4.3.1",
+                    "insufficient system storage: the message was not queued; try again later",
+                ))
+            }
             Err(e) => {
                 eprintln!("hisp: cannot queue a message from {}: {e}", m.peer);
                 Verdict::Reject(Reply::new(

@@ -109,6 +109,18 @@ impl DirectInbound {
         };
         match result {
             Ok(text) => Verdict::Accept(text),
+            Err(e)
+                if e.chain().any(|c| {
+                    c.downcast_ref::<crate::store::StoreError>()
+                        .is_some_and(|s| s.is_disk_full())
+                }) =>
+            {
+                Verdict::Reject(Reply::new(
+                    452,
+                    "4.3.1",
+                    "insufficient system storage: not filed; try again later",
+                ))
+            }
             Err(e) => Verdict::Reject(Reply::new(
                 451,
                 "4.3.0",
@@ -250,6 +262,7 @@ impl DirectInbound {
             }
         }
         tx.commit().await?;
+        self.store.wake_workers();
         Ok(if full.is_empty() {
             format!(
                 "{message_id} delivered to {filed} mailbox(es); signer {} trusted",

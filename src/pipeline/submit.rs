@@ -209,6 +209,14 @@ impl DirectSubmission {
                     )
                 }
             )),
+            Err(e) if e.is_disk_full() => {
+                eprintln!("hisp: submission refused, the store is full: {e}");
+                Verdict::Reject(Reply::new(
+                    452,
+                    "4.3.1",
+                    "insufficient system storage: the message was not queued; try again later",
+                ))
+            }
             Err(e) => temp("4.3.0", format!("cannot store the message: {e}")),
         }
     }
@@ -306,6 +314,7 @@ impl DirectSubmission {
             file_dsn(&mut tx, &dsn, now_ms).await?;
         }
         tx.commit().await?;
+        self.store.wake_workers();
         Ok(())
     }
 }

@@ -44,6 +44,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("the store holds an unexpected value ({0}); was it edited by hand?")]
     Corrupt(String),
+    /// Reported by the queue writer for a group whose commit ran out of space.
+    #[error("the database has no space left ({0}); free disk space or raise the quota")]
+    DiskFull(String),
 }
 
 impl StoreError {
@@ -51,6 +54,22 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         match self {
             StoreError::Db(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+
+    /// True when the database refused the write for lack of space: SQLITE_FULL (13, also
+    /// when `PRAGMA max_page_count` is reached) or PostgreSQL's `disk_full` (53100). SMTP
+    /// answers such a message `452 4.3.1`, which tells the client to try again later.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull(_) => true,
+            StoreError::Db(sqlx::Error::Database(e)) => match e.code().as_deref() {
+                Some("53100") => true,
+                // SQLite reports its extended code; the primary code is the low byte.
+                Some(code) => code.parse::<i32>().is_ok_and(|c| c & 0xff == 13),
+                None => false,
+            },
             _ => false,
         }
     }
@@ -82,6 +101,9 @@ pub struct Store {
     /// Local addresses recently found in the store (see `is_local_address`).
     local_seen:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// Rung after a commit that queued mail, so idle delivery workers of this process start
+    /// at once instead of at their next poll (other nodes still find it by polling).
+    queued: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub use crate::clock::{now_ms, now_secs};
@@ -230,18 +252,26 @@ impl Store {
             .max_connections(max_connections.max(1))
             .acquire_timeout(std::time::Duration::from_secs(30));
         if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // WAL lets readers (admin CLI, API) run while the server writes; foreign keys
-                    // are per connection in SQLite; synchronous stays FULL so a commit that we
-                    // acknowledge with 250 survives power loss.
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
-                    Ok(())
+            options = options
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // WAL lets readers (admin CLI, API) run while the server writes; foreign keys
+                        // are per connection in SQLite; synchronous stays FULL so a commit that we
+                        // acknowledge with 250 survives power loss.
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        Ok(())
+                    })
                 })
-            });
+                // After SQLITE_FULL (a full disk) SQLite may already have rolled the transaction
+                // back; sqlx's ROLLBACK then fails and that connection keeps counting an open
+                // transaction, so every later BEGIN on it fails ("non-zero transaction depth")
+                // even after space returns. Such a connection is closed instead of handed out.
+                .before_acquire(|conn, _meta| {
+                    Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+                });
         }
         // One direct attempt first: the pool retries refused connections until its acquire
         // timeout, which would leave an admin staring at a silent CLI for 30 seconds.
@@ -262,6 +292,7 @@ impl Store {
             group: Default::default(),
             actor: None,
             local_seen: Default::default(),
+            queued: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -334,6 +365,16 @@ impl Store {
             .await?;
         }
         Ok(())
+    }
+
+    /// Wakes one idle delivery worker of this process: call after committing queued mail.
+    pub fn wake_workers(&self) {
+        self.queued.notify_one();
+    }
+
+    /// Completes at the next `wake_workers`.
+    pub async fn queued(&self) {
+        self.queued.notified().await;
     }
 
     pub fn pool(&self) -> &AnyPool {

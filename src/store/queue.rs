@@ -587,16 +587,21 @@ impl GroupCommit {
                 let outcome = commit_group(&store, &group).await;
                 match outcome {
                     Ok(ids) => {
+                        store.wake_workers();
                         for (job, id) in group.into_iter().zip(ids) {
                             let _ = job.done.send(Ok(id));
                         }
                     }
                     Err(e) => {
                         let text = e.to_string();
+                        let full = e.is_disk_full();
                         for job in group {
-                            let _ = job
-                                .done
-                                .send(Err(StoreError::Conflict(format!("not queued: {text}"))));
+                            let err = if full {
+                                StoreError::DiskFull(text.clone())
+                            } else {
+                                StoreError::Conflict(format!("not queued: {text}"))
+                            };
+                            let _ = job.done.send(Err(err));
                         }
                     }
                 }

@@ -2,6 +2,7 @@
 //! PostgreSQL, and tell the backends apart.
 #![allow(dead_code)]
 
+pub mod direct;
 pub mod http;
 pub mod http_client;
 pub mod interop;

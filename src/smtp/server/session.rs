@@ -70,14 +70,18 @@ impl<P: Pipeline> Session<P> {
         &self.shared.hostname
     }
 
-    /// Waits for the next line, answering a timeout with 421 (RFC 5321 4.5.3.2).
+    /// Waits for the next line, answering a timeout with 421 (RFC 5321 4.5.3.2): the line must
+    /// be complete within `command_timeout` of the wait starting.
     pub async fn next_line(&mut self) -> Option<Line> {
         let limit = self.shared.config.max_line_length.bytes() as usize;
-        let timeout = self.shared.config.command_timeout.std();
+        // A deadline for the whole line, not for each read: a client trickling one byte every
+        // few seconds (slowloris) must not hold its connection longer than one timeout.
+        let deadline = tokio::time::Instant::now() + self.shared.config.command_timeout.std();
         loop {
             if let Some(line) = self.conn.take_line(limit) {
                 return Some(line);
             }
+            let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
             let mut stop = self.shared.shutdown.clone();
             let filled = tokio::select! {
                 r = self.conn.fill(timeout) => r,
