@@ -151,11 +151,77 @@ async fn racing_nodes(backend: Backend) {
     assert_eq!(dsns, 1, "exactly one node sends the DSN");
 }
 
+/// The processed and the dispatched MDN of one record handled at the same moment (two
+/// deliveries from the partner, or two nodes): whichever commits second must still land, so
+/// the record ends dispatched, never stuck at processed.
+async fn racing_mdns(backend: Backend) {
+    use hisp::notify::mdn::Disposition;
+    let dir = TempDir::new("tracking-mdns");
+    let url = fresh_database(backend, dir.path()).await;
+    let store = Store::open(&url, 4).await.unwrap();
+    let rcpt = "r@hisp-b.example";
+    let mut tx = store.begin_write().await.unwrap();
+    track(
+        &mut tx,
+        MID,
+        "s@hisp-a.example",
+        &[rcpt.to_string()],
+        true,
+        60_000,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    record_event(&mut tx, MID, rcpt, &Event::Sent, false)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // The processed MDN's transaction has moved the record on but not committed when the
+    // dispatched MDN's transaction reads it (PostgreSQL: it reads `sent` and then waits on the
+    // row lock; SQLite: it waits for the write lock before reading anything).
+    let mut first = store.begin_write().await.unwrap();
+    let t = record_event(
+        &mut first,
+        MID,
+        rcpt,
+        &Event::Mdn(Disposition::Processed),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(t.is_some());
+    let other = store.clone();
+    let racer = tokio::spawn(async move {
+        let mut tx = other.begin_write().await.unwrap();
+        let t = record_event(
+            &mut tx,
+            MID,
+            rcpt,
+            &Event::Mdn(Disposition::Dispatched),
+            false,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        t
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    first.commit().await.unwrap();
+    assert!(
+        racer.await.unwrap().is_some(),
+        "the dispatched MDN was dropped ({backend:?})"
+    );
+    let recs = store.tracking(MID).await.unwrap();
+    assert_eq!(recs[0].state, "dispatched", "{backend:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tracking_lifecycle_on_every_backend() {
     for b in backends() {
         lifecycle(b).await;
         racing_nodes(b).await;
+        racing_mdns(b).await;
     }
 }
 

@@ -82,42 +82,51 @@ pub async fn record_event(
     deliver_processed: bool,
 ) -> Result<Option<Transition>> {
     let recipient = recipient.to_ascii_lowercase();
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE message_id = $1 AND recipient = $2"
-    )))
-    .bind(message_id)
-    .bind(&recipient)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let rec = from_row(&row)?;
-    let state = State::parse(&rec.state)
-        .ok_or_else(|| StoreError::Corrupt(format!("tracking state {:?}", rec.state)))?;
-    let Some(mut t) = apply(state, rec.final_delivery, event, deliver_processed) else {
-        return Ok(None);
-    };
-    if rec.dsn_sent {
-        t.dsn = None;
+    // Compare-and-set on the old state. When another transaction changed the record between
+    // our read and our write (PostgreSQL lets two notifications for one record race: the
+    // processed and the dispatched MDN often arrive together), read it again and apply the
+    // event to the new state: dropping it would leave the record stuck at `processed`.
+    for _ in 0..5 {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE message_id = $1 AND recipient = $2"
+        )))
+        .bind(message_id)
+        .bind(&recipient)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let rec = from_row(&row)?;
+        let state = State::parse(&rec.state)
+            .ok_or_else(|| StoreError::Corrupt(format!("tracking state {:?}", rec.state)))?;
+        let Some(mut t) = apply(state, rec.final_delivery, event, deliver_processed) else {
+            return Ok(None);
+        };
+        if rec.dsn_sent {
+            t.dsn = None;
+        }
+        let updated = sqlx::query(
+            "UPDATE tracking SET state = $1, reason = COALESCE($2, reason),
+                dsn_sent = CASE WHEN $3 = 1 THEN 1 ELSE dsn_sent END, updated_at = $4
+             WHERE message_id = $5 AND recipient = $6 AND state = $7",
+        )
+        .bind(t.next.as_str())
+        .bind(t.reason.clone())
+        .bind(i64::from(t.dsn.is_some()))
+        .bind(now_ms())
+        .bind(message_id)
+        .bind(&recipient)
+        .bind(state.as_str())
+        .execute(&mut **tx)
+        .await?;
+        if updated.rows_affected() == 1 {
+            return Ok(Some(t));
+        }
     }
-    // Compare-and-set on the old state: two nodes handling two notifications for the same
-    // record can't both win.
-    let updated = sqlx::query(
-        "UPDATE tracking SET state = $1, reason = COALESCE($2, reason),
-            dsn_sent = CASE WHEN $3 = 1 THEN 1 ELSE dsn_sent END, updated_at = $4
-         WHERE message_id = $5 AND recipient = $6 AND state = $7",
-    )
-    .bind(t.next.as_str())
-    .bind(t.reason.clone())
-    .bind(i64::from(t.dsn.is_some()))
-    .bind(now_ms())
-    .bind(message_id)
-    .bind(&recipient)
-    .bind(state.as_str())
-    .execute(&mut **tx)
-    .await?;
-    Ok((updated.rows_affected() == 1).then_some(t))
+    Err(StoreError::Conflict(format!(
+        "tracking record of {message_id} for {recipient} keeps changing under us; the notification will be retried"
+    )))
 }
 
 /// One record, read inside the caller's transaction.
