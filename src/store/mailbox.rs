@@ -70,6 +70,19 @@ pub struct MailboxItem {
     pub received_at: i64,
 }
 
+fn item_from_row(r: &sqlx::any::AnyRow) -> Result<MailboxItem> {
+    use sqlx::Row;
+    Ok(MailboxItem {
+        id: r.try_get("id")?,
+        message_id: r.try_get("message_id")?,
+        sender: r.try_get("sender")?,
+        subject: r.try_get("subject")?,
+        kind: r.try_get("kind")?,
+        size: r.try_get("size")?,
+        received_at: r.try_get("received_at")?,
+    })
+}
+
 impl Store {
     /// Entries of `address` with id greater than `after`, oldest first.
     pub async fn mailbox_list(
@@ -113,19 +126,7 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MailboxItem {
-                    id: r.try_get("id")?,
-                    message_id: r.try_get("message_id")?,
-                    sender: r.try_get("sender")?,
-                    subject: r.try_get("subject")?,
-                    kind: r.try_get("kind")?,
-                    size: r.try_get("size")?,
-                    received_at: r.try_get("received_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(item_from_row).collect()
     }
 
     /// Bytes held in `address`'s mailbox.
@@ -152,18 +153,7 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         let Some(r) = row else { return Ok(None) };
-        Ok(Some((
-            r.try_get("address")?,
-            MailboxItem {
-                id: r.try_get("id")?,
-                message_id: r.try_get("message_id")?,
-                sender: r.try_get("sender")?,
-                subject: r.try_get("subject")?,
-                kind: r.try_get("kind")?,
-                size: r.try_get("size")?,
-                received_at: r.try_get("received_at")?,
-            },
-        )))
+        Ok(Some((r.try_get("address")?, item_from_row(&r)?)))
     }
 
     /// Deletes entry `id`; false if there was none.
