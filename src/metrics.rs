@@ -15,6 +15,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub const MESSAGES: &str = "hisp_messages_total";
 pub const SMTP_SESSIONS_ACTIVE: &str = "hisp_smtp_sessions_active";
 pub const SMTP_SESSIONS: &str = "hisp_smtp_sessions_total";
+/// Inbound RCPTs refused: `status` 5.7.1 (not a local domain: relaying) or 5.1.1 (no such
+/// user).
+pub const RCPT_REFUSED: &str = "hisp_smtp_rcpt_refused_total";
 /// Certificate discovery: `result` hit|miss.
 pub const DISCOVERY_LOOKUPS: &str = "hisp_discovery_lookups_total";
 pub const DISCOVERY_SECONDS: &str = "hisp_discovery_seconds";
@@ -63,6 +66,10 @@ fn describe() {
     );
     metrics::describe_gauge!(SMTP_SESSIONS_ACTIVE, "SMTP sessions open now");
     metrics::describe_counter!(SMTP_SESSIONS, "SMTP sessions accepted, by listener role");
+    metrics::describe_counter!(
+        RCPT_REFUSED,
+        "Inbound recipients refused (relaying, unknown user)"
+    );
     metrics::describe_counter!(
         DISCOVERY_LOOKUPS,
         "Certificate discovery lookups, cache hit or miss"

@@ -555,6 +555,18 @@ async fn api_end_to_end(backend: Backend) {
         .await
         .error(404, "not_found");
 
+    // A relay attempt and an unknown user on A's inbound port are refused and counted.
+    {
+        let mut c = common::smtp::Client::connect(SocketAddr::new(IpAddr::V4(A_IP), port)).await;
+        assert!(c.reply().await.starts_with("220 "));
+        c.cmd("EHLO relay.example", "250").await;
+        c.cmd("MAIL FROM:<x@elsewhere.example>", "250").await;
+        c.cmd("RCPT TO:<victim@elsewhere.example>", "550 5.7.1")
+            .await;
+        c.cmd("RCPT TO:<nobody@hisp-a.example>", "550 5.1.1").await;
+        c.cmd("QUIT", "221").await;
+    }
+
     // Metrics saw the traffic; stored state is exported too.
     let r = a.call(Request::new("GET", "/metrics")).await;
     assert_eq!(r.status, 200);
@@ -566,6 +578,8 @@ async fn api_end_to_end(backend: Backend) {
         "hisp_discovery_lookups_total",
         "hisp_crypto_seconds_bucket{op=\"seal\"",
         "hisp_http_requests_total{status=\"4xx\"}",
+        "hisp_smtp_rcpt_refused_total{status=\"5.7.1\"} 1",
+        "hisp_smtp_rcpt_refused_total{status=\"5.1.1\"} 1",
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle:?}:\n{text}");
     }

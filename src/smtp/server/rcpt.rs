@@ -48,7 +48,13 @@ impl<P: Pipeline> Session<P> {
         };
         if self.shared.role == Role::Inbound {
             match self.is_local(&address).await {
-                Ok(Some(reply)) => return self.reply(reply),
+                Ok(Some(reply)) => {
+                    // Relay attempts and unknown users: counted, not audited (a flood of
+                    // them must not become a flood of audit writes).
+                    metrics::counter!(crate::metrics::RCPT_REFUSED, "status" => reply.status.clone())
+                        .increment(1);
+                    return self.reply(reply);
+                }
                 Ok(None) => {}
                 Err(reply) => return self.reply(reply),
             }
