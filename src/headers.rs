@@ -25,6 +25,17 @@ pub fn header_value(message: &[u8], name: &str) -> Option<String> {
     None
 }
 
+/// A Message-ID as people paste it, with or without its angle brackets, in the bracketed form
+/// it is stored under.
+pub fn bracketed_message_id(id: &str) -> String {
+    let id = id.trim();
+    if id.starts_with('<') {
+        id.to_string()
+    } else {
+        format!("<{id}>")
+    }
+}
+
 /// The Message-ID without angle brackets, if the message has a non-empty one.
 pub fn message_id(message: &[u8]) -> Option<String> {
     let v = header_value(message, "message-id")?;

@@ -57,13 +57,13 @@ impl FromRequestParts<ApiState> for Caller {
                 )
             });
         }
-        if !parts.headers.contains_key(AUTHORIZATION) {
+        let Some(value) = parts.headers.get(AUTHORIZATION) else {
             // Not a failed login: nothing was tried.
             return Err(ApiError::unauthorized(
                 "send Authorization: Bearer TOKEN (hisp token create) or Basic with a Direct address and its password",
             ));
-        }
-        let caller = authenticate(parts, state, &peer).await;
+        };
+        let caller = authenticate(value, state, &peer).await;
         if let Some(ip) = ip {
             match &caller {
                 Ok(_) => state.backoff.succeeded(ip),
@@ -78,10 +78,11 @@ impl FromRequestParts<ApiState> for Caller {
 }
 
 /// Checks the credentials presented in the Authorization header.
-async fn authenticate(parts: &Parts, state: &ApiState, peer: &str) -> Result<Caller, ApiError> {
-    let Some(value) = parts.headers.get(AUTHORIZATION) else {
-        return Err(ApiError::unauthorized("no credentials"));
-    };
+async fn authenticate(
+    value: &axum::http::HeaderValue,
+    state: &ApiState,
+    peer: &str,
+) -> Result<Caller, ApiError> {
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthorized("the Authorization header is not ASCII"))?;

@@ -10,15 +10,6 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, ApiResult, ApiState};
 use crate::metrics as m;
 
-const STATES: &[&str] = &[
-    "queued",
-    "sent",
-    "processed",
-    "dispatched",
-    "failed",
-    "timed-out",
-];
-
 pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
     // Stored state, read fresh on every scrape.
     let (depth, oldest) = state.store.queue_stats().await?;
@@ -28,9 +19,13 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
         .unwrap_or(0.0);
     metrics::gauge!(m::QUEUE_OLDEST_SECONDS).set(age);
     let counts = state.store.tracking_counts().await?;
-    for s in STATES {
-        let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
-        metrics::gauge!(m::TRACKING, "state" => *s).set(n as f64);
+    for s in crate::notify::tracking::State::ALL {
+        let name = s.as_str();
+        let n = counts
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!(m::TRACKING, "state" => name).set(n as f64);
     }
     if let Ok(bundles) = crate::bundles::counters(&state.store).await {
         for b in bundles {

@@ -184,12 +184,7 @@ pub async fn status(
     caller: Caller,
     Path(message_id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let id = message_id.trim();
-    let id = if id.starts_with('<') {
-        id.to_string()
-    } else {
-        format!("<{id}>")
-    };
+    let id = crate::headers::bracketed_message_id(&message_id);
     let records = state.store.tracking(&id).await?;
     let Some(first) = records.first() else {
         return Err(ApiError::not_found(format!(

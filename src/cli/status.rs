@@ -4,13 +4,7 @@ use super::output::{date, print_json, print_table};
 use super::{CliError, CliResult, Ctx};
 
 pub async fn run(ctx: &Ctx, message_id: &str) -> CliResult {
-    let id = message_id.trim();
-    // People paste Message-IDs with or without the angle brackets.
-    let id = if id.starts_with('<') {
-        id.to_string()
-    } else {
-        format!("<{id}>")
-    };
+    let id = crate::headers::bracketed_message_id(message_id);
     let records = ctx.store.tracking(&id).await?;
     if records.is_empty() {
         return Err(CliError::NotFound(format!(

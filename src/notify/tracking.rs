@@ -15,6 +15,15 @@ pub enum State {
 }
 
 impl State {
+    pub const ALL: [State; 6] = [
+        State::Queued,
+        State::Sent,
+        State::Processed,
+        State::Dispatched,
+        State::Failed,
+        State::TimedOut,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             State::Queued => "queued",

@@ -15,8 +15,8 @@ pub struct Token {
     pub revoked_at: Option<i64>,
 }
 
-const SELECT: &str =
-    "SELECT t.id, t.prefix, a.address, t.is_admin, t.created_at, t.last_used_at, t.revoked_at
+const SELECT: &str = "SELECT t.id, t.prefix, a.address, t.is_admin, t.created_at,
+    t.last_used_at, t.revoked_at, t.token_hash
     FROM api_tokens t LEFT JOIN addresses a ON a.id = t.address_id";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Token> {
@@ -74,8 +74,7 @@ impl Store {
 
     /// The live (not revoked) token stored under `hash`, with the stored hash.
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<(Token, String)>> {
-        let sql = SELECT.replace(" FROM api_tokens", ", t.token_hash FROM api_tokens")
-            + " WHERE t.token_hash = $1 AND t.revoked_at IS NULL";
+        let sql = format!("{SELECT} WHERE t.token_hash = $1 AND t.revoked_at IS NULL");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(hash)
             .fetch_optional(self.pool())
