@@ -523,6 +523,19 @@ async fn api_end_to_end(backend: Backend) {
         .map(|b| b["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, ["community"]);
+    // Like `hisp anchor list`, the API lists the bundle's anchors with the hand-added ones.
+    let r = a
+        .call(Request::new("GET", "/api/v1/admin/anchors").bearer(&a_admin))
+        .await;
+    assert!(
+        r.json()["anchors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["bundle"] == "community"),
+        "{}",
+        r.text()
+    );
     let r = a
         .call(Request::new("POST", "/api/v1/admin/bundles/community/refresh").bearer(&a_admin))
         .await;

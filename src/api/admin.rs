@@ -175,7 +175,7 @@ pub async fn anchors(
     caller.require_admin()?;
     let domain = query(filter)?.domain.map(|d| domain_arg(&d)).transpose()?;
     Ok(Json(
-        json!({ "anchors": state.store.list_anchors(domain.as_deref()).await? }),
+        json!({ "anchors": state.store.list_trust_anchors(domain.as_deref()).await? }),
     ))
 }
 
