@@ -99,6 +99,9 @@ async fn run(per_client: usize, idle: usize) {
         let body = body.clone();
         clients.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await.unwrap();
+            // As a real MTA does: otherwise Nagle holds the final ".\r\n" for the
+            // server's delayed ACK, and the run measures TCP timers instead of hisp.
+            stream.set_nodelay(true).unwrap();
             let (r, mut w) = stream.into_split();
             let mut r = BufReader::new(r);
             let mut line = String::new();
