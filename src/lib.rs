@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod headers;
 pub mod hosting;
 pub mod keys;
+pub mod listen;
 pub mod login;
 pub mod metrics;
 pub mod notify;

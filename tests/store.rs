@@ -107,3 +107,85 @@ async fn reopening_runs_no_migration_twice_and_rejects_bad_urls() {
         "{err}"
     );
 }
+
+/// SQLite serves mailbox pages and token look-ups from connections read on the calling
+/// thread, and falls back to sqlx when they are all in use; both must answer exactly alike
+/// (and PostgreSQL, which has only the sqlx path, the same again).
+#[tokio::test]
+async fn inline_reads_answer_as_the_sqlx_path_does() {
+    use hisp::address::DirectAddress;
+    use hisp::store::mailbox::NewMailboxMessage;
+    for backend in backends() {
+        let dir = TempDir::new("inline");
+        let url = fresh_database(backend, dir.path()).await;
+        let s = Store::open(&url, 2).await.unwrap();
+        assert_eq!(
+            s.has_inline_reads(),
+            backend == Backend::Sqlite,
+            "{backend:?}"
+        );
+        s.add_domain("a.example").await.unwrap();
+        for who in ["ann", "bob"] {
+            let addr = DirectAddress::parse(&format!("{who}@a.example")).unwrap();
+            s.add_address(&addr, None).await.unwrap();
+        }
+        for n in 0..7 {
+            let to = if n % 3 == 2 {
+                "bob@a.example"
+            } else {
+                "ann@a.example"
+            };
+            s.deliver_local(
+                &[to.to_string()],
+                &NewMailboxMessage {
+                    message_id: &format!("<{n}@b.example>"),
+                    sender: "x@b.example",
+                    subject: &format!("Überweisung {n} \"quoted\""),
+                    raw: format!("Subject: {n}\r\n\r\nbody {n}\r\n").as_bytes(),
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let t = hisp::auth::new_token();
+        s.add_token(&t.hash, &t.prefix, Some("ann@a.example"))
+            .await
+            .unwrap();
+        let plain = s.without_inline_reads();
+        for (after, limit) in [(0, 50), (0, 2), (2, 2), (1_000, 5)] {
+            let a = s.mailbox_list("ann@a.example", after, limit).await.unwrap();
+            let b = plain
+                .mailbox_list("ann@a.example", after, limit)
+                .await
+                .unwrap();
+            assert_eq!(a, b, "{backend:?} after={after} limit={limit}");
+        }
+        let page = s.mailbox_list("ann@a.example", 0, 50).await.unwrap();
+        assert_eq!(page.len(), 5, "{backend:?}");
+        assert!(page.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+        assert_eq!(page[0].subject, "Überweisung 0 \"quoted\"");
+        assert!(
+            s.mailbox_list("nobody@a.example", 0, 50)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let (tok, hash) = s.token_by_hash(&t.hash).await.unwrap().unwrap();
+        let (tok2, hash2) = plain.token_by_hash(&t.hash).await.unwrap().unwrap();
+        assert_eq!(hash, hash2);
+        assert_eq!(
+            serde_json::to_value(&tok).unwrap(),
+            serde_json::to_value(&tok2).unwrap()
+        );
+        assert_eq!(tok.address.as_deref(), Some("ann@a.example"));
+        assert!(!tok.admin);
+        assert!(s.token_by_hash("0000").await.unwrap().is_none());
+        s.revoke_token(tok.id).await.unwrap();
+        assert!(
+            s.token_by_hash(&t.hash).await.unwrap().is_none(),
+            "an inline read sees a commit made through the pool at once"
+        );
+        s.close().await;
+    }
+}

@@ -25,6 +25,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post};
+use axum::serve::ListenerExt;
 
 pub use error::{ApiError, ApiResult};
 
@@ -203,7 +204,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(addr: SocketAddr, state: ApiState) -> std::io::Result<Server> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let listener = crate::listen::bind(addr)?;
         let local_addr = listener.local_addr()?;
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -211,6 +212,11 @@ impl Server {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
+            // Small JSON answers on keep-alive connections: without this, Nagle can hold a
+            // response's last segment until the client's delayed ACK.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await

@@ -58,7 +58,7 @@ pub async fn file_in(
 }
 
 /// One mailbox entry without its content.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MailboxItem {
     pub id: i64,
     pub message_id: String,
@@ -92,6 +92,29 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<MailboxItem>> {
         use sqlx::Row;
+        if let Some(inline) = &self.inline
+            && let Some(page) = inline.try_read(|c| {
+                let mut st = c.prepare_cached(
+                    "SELECT m.id, m.message_id, m.sender, m.subject, m.kind, m.size, m.received_at
+                     FROM mailbox m JOIN addresses a ON a.id = m.address_id
+                     WHERE a.address = ?1 AND m.id > ?2 ORDER BY m.id LIMIT ?3",
+                )?;
+                let rows = st.query_map(rusqlite::params![address, after, limit], |r| {
+                    Ok(MailboxItem {
+                        id: r.get(0)?,
+                        message_id: r.get(1)?,
+                        sender: r.get(2)?,
+                        subject: r.get(3)?,
+                        kind: r.get(4)?,
+                        size: r.get(5)?,
+                        received_at: r.get(6)?,
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+        {
+            return Ok(page?);
+        }
         if self.backend() == super::Backend::Sqlite {
             // One row holding the page as JSON: sqlx hands SQLite rows over from its worker
             // thread one message (and one wake-up) at a time, which dominated the cost of a

@@ -3,12 +3,17 @@
 //! Queries are runtime strings over sqlx's `Any` driver with `$n` placeholders, which both
 //! backends accept. Integers are BIGINT/INTEGER everywhere (booleans too, as 0/1) because the
 //! `Any` driver decodes those identically on both. One file per concern.
+//!
+//! On a SQLite file a few hot reads (a mailbox page, a token look-up) first try a rusqlite
+//! connection on the calling thread (`inline_read`), because sqlx's hand-off to its SQLite
+//! worker thread costs more than those queries; they fall back to the sqlx query.
 
 pub mod addresses;
 pub mod anchors;
 pub mod audit;
 pub mod bundles;
 pub mod domains;
+mod inline_read;
 pub mod local_certs;
 pub mod mailbox;
 pub mod meta;
@@ -38,6 +43,8 @@ pub enum StoreError {
     Migrate { url: String, reason: String },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -104,6 +111,8 @@ pub struct Store {
     /// Rung after a commit that queued mail, so idle delivery workers of this process start
     /// at once instead of at their next poll (other nodes still find it by polling).
     queued: std::sync::Arc<tokio::sync::Notify>,
+    /// SQLite file stores only: connections for hot reads that run on the calling thread.
+    inline: Option<std::sync::Arc<inline_read::InlineReaders>>,
 }
 
 pub use crate::clock::{now_ms, now_secs};
@@ -217,6 +226,7 @@ impl Store {
             url: shown.clone(),
             reason,
         };
+        let mut inline_path = None;
         let (backend, connect_url) = if url.starts_with("sqlite:") {
             // Ask sqlx where the file is, so percent-encoding and absolute paths are read the
             // same way here as when it opens the file.
@@ -231,6 +241,7 @@ impl Store {
             }
             if !in_memory {
                 prepare_private_file(file).map_err(open_err)?;
+                inline_path = Some(file.to_path_buf());
             }
             let with_mode = if url.contains("mode=") {
                 url.to_string()
@@ -288,14 +299,42 @@ impl Store {
         let store = Store {
             pool,
             backend,
-            url: shown,
+            url: shown.clone(),
             group: Default::default(),
             actor: None,
             local_seen: Default::default(),
             queued: Default::default(),
+            inline: None,
         };
         store.migrate().await?;
-        Ok(store)
+        let inline = match inline_path {
+            // One per core: more could only block more runtime threads at once.
+            Some(path) => Some(std::sync::Arc::new(
+                inline_read::InlineReaders::open(
+                    &path,
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )
+                .map_err(|e| open_err(e.to_string()))?,
+            )),
+            None => None,
+        };
+        Ok(Store { inline, ..store })
+    }
+
+    /// This handle with every read going through sqlx, so tests can check that the inline
+    /// path and the fallback it takes under load answer the same.
+    #[doc(hidden)]
+    pub fn without_inline_reads(&self) -> Store {
+        Store {
+            inline: None,
+            ..self.clone()
+        }
+    }
+
+    /// True when hot reads run inline on this handle (SQLite files only).
+    #[doc(hidden)]
+    pub fn has_inline_reads(&self) -> bool {
+        self.inline.is_some()
     }
 
     async fn migrate(&self) -> Result<()> {

@@ -75,6 +75,30 @@ impl Store {
     /// The live (not revoked) token stored under `hash`, with the stored hash.
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<(Token, String)>> {
         let sql = format!("{SELECT} WHERE t.token_hash = $1 AND t.revoked_at IS NULL");
+        // Every API client's first request after the token cache expires lands here.
+        if let Some(inline) = &self.inline
+            && let Some(found) = inline.try_read(|c| {
+                use rusqlite::OptionalExtension;
+                c.prepare_cached(&sql)?
+                    .query_row([hash], |r| {
+                        Ok((
+                            Token {
+                                id: r.get(0)?,
+                                prefix: r.get(1)?,
+                                address: r.get(2)?,
+                                admin: r.get::<_, i64>(3)? != 0,
+                                created_at: r.get(4)?,
+                                last_used_at: r.get(5)?,
+                                revoked_at: r.get(6)?,
+                            },
+                            r.get(7)?,
+                        ))
+                    })
+                    .optional()
+            })
+        {
+            return Ok(found?);
+        }
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(hash)
             .fetch_optional(self.pool())

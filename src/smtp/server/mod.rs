@@ -51,12 +51,10 @@ impl<P: Pipeline> Listener<P> {
         addr: SocketAddr,
         shared: Arc<Shared<P>>,
     ) -> Result<Listener<P>, ServerError> {
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServerError::Bind {
-                addr,
-                reason: e.to_string(),
-            })?;
+        let tcp = crate::listen::bind(addr).map_err(|e| ServerError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
         Ok(Listener { tcp, shared })
     }
 
