@@ -402,15 +402,14 @@ impl<T: Transport> Worker<T> {
             outcomes.push((rcpt.id, d.settle));
         }
         let dsn = self.failure_report(&message, &report, now);
-        let n = self
-            .store
-            .settle(&self.owner, &outcomes, dsn.as_ref())
-            .await?;
-        if message.origin == "submission" && !tracked.is_empty() {
-            // Delivery tracking of Direct messages (SPEC E30). The queue files its own DSN for
-            // failures, so tracking's is not sent again; a record left behind by a crash here
-            // still ends, by timeout.
-            let mut tx = self.store.begin_write().await?;
+        // One transaction for the queue rows, the DSN and delivery tracking (SPEC E30): a
+        // commit (and its fsync) fewer per message, and no crash window in which a message
+        // is settled as sent but its tracking record still waits for a timeout.
+        let mut tx = self.store.begin_write().await?;
+        let n =
+            crate::store::queue::settle_in(&mut tx, &self.owner, &outcomes, dsn.as_ref()).await?;
+        // The queue files its own DSN for failures, so tracking's is not sent again.
+        if message.origin == "submission" && n > 0 {
             for (rcpt, event) in &tracked {
                 if let Some(t) = crate::store::tracking::record_event(
                     &mut tx,
@@ -426,8 +425,8 @@ impl<T: Transport> Worker<T> {
                         .await?;
                 }
             }
-            tx.commit().await.map_err(StoreError::from)?;
         }
+        tx.commit().await.map_err(StoreError::from)?;
         Ok(n as usize)
     }
 

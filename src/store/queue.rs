@@ -273,49 +273,8 @@ impl Store {
         outcomes: &[(i64, Settle)],
         dsn: Option<&DsnDelivery>,
     ) -> Result<u64> {
-        let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let mut settled = 0;
-        for (id, outcome) in outcomes {
-            let (state, next, code, error) = match outcome {
-                Settle::Delivered { code } => ("delivered", None, code.as_str(), None),
-                Settle::Retry {
-                    next_attempt_at,
-                    code,
-                    error,
-                } => (
-                    "pending",
-                    Some(*next_attempt_at),
-                    code.as_str(),
-                    Some(error.as_str()),
-                ),
-                Settle::Failed { code, error } => {
-                    ("failed", None, code.as_str(), Some(error.as_str()))
-                }
-            };
-            settled += sqlx::query(
-                "UPDATE queue_recipients SET state = $1,
-                    next_attempt_at = COALESCE($2, next_attempt_at), attempts = attempts + 1,
-                    lease_owner = NULL, lease_until = NULL, last_code = $3, last_error = $4,
-                    updated_at = $5
-                 WHERE id = $6 AND lease_owner = $7 AND state = 'pending'",
-            )
-            .bind(state)
-            .bind(next)
-            .bind(code)
-            .bind(error)
-            .bind(now)
-            .bind(id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        if settled > 0
-            && let Some(d) = dsn
-        {
-            file_dsn(&mut tx, d, now).await?;
-        }
+        let settled = settle_in(&mut tx, owner, outcomes, dsn).await?;
         tx.commit().await?;
         Ok(settled)
     }
@@ -609,6 +568,57 @@ impl GroupCommit {
         });
         GroupCommit { jobs }
     }
+}
+
+/// Settles `owner`'s claimed recipients inside `tx` (and files the DSN, if any, when at least
+/// one was still held); the caller commits, so tracking can change in the same transaction.
+pub(crate) async fn settle_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: &str,
+    outcomes: &[(i64, Settle)],
+    dsn: Option<&DsnDelivery>,
+) -> Result<u64> {
+    let now = now_ms();
+    let mut settled = 0;
+    for (id, outcome) in outcomes {
+        let (state, next, code, error) = match outcome {
+            Settle::Delivered { code } => ("delivered", None, code.as_str(), None),
+            Settle::Retry {
+                next_attempt_at,
+                code,
+                error,
+            } => (
+                "pending",
+                Some(*next_attempt_at),
+                code.as_str(),
+                Some(error.as_str()),
+            ),
+            Settle::Failed { code, error } => ("failed", None, code.as_str(), Some(error.as_str())),
+        };
+        settled += sqlx::query(
+            "UPDATE queue_recipients SET state = $1,
+                    next_attempt_at = COALESCE($2, next_attempt_at), attempts = attempts + 1,
+                    lease_owner = NULL, lease_until = NULL, last_code = $3, last_error = $4,
+                    updated_at = $5
+                 WHERE id = $6 AND lease_owner = $7 AND state = 'pending'",
+        )
+        .bind(state)
+        .bind(next)
+        .bind(code)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    if settled > 0
+        && let Some(d) = dsn
+    {
+        file_dsn(tx, d, now).await?;
+    }
+    Ok(settled)
 }
 
 async fn commit_group(store: &Store, group: &[Job]) -> Result<Vec<i64>> {
