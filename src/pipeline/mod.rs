@@ -67,6 +67,29 @@ pub enum Verdict {
     Reject(Reply),
 }
 
+/// Marks the calling (blocking-pool) thread as doing bulk CPU work: S/MIME sealing and
+/// opening. Such work is throughput, while store transactions and SMTP replies are latency:
+/// a store's single writer slot stays taken while its holder waits for a core, and every
+/// other writer queues behind it. At a lower priority the crypto yields the core at once.
+/// Linux lets any thread lower its own priority; once set it stays for the thread's life.
+pub(crate) fn bulk_cpu_work() {
+    thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    LOWERED.with(|lowered| {
+        if !lowered.get() {
+            lowered.set(true);
+            #[cfg(target_os = "linux")]
+            // SAFETY: one syscall, no memory passed. On Linux, `who = 0` is the calling
+            // thread, not the whole process.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, BULK_NICE);
+            }
+        }
+    });
+}
+
+/// The nice value of S/MIME threads; 5 is enough for the scheduler to favour the rest.
+const BULK_NICE: libc::c_int = 5;
+
 /// Processes a received message. Called once per message, after the final dot; the
 /// session waits for the future (with the client waiting for its reply), so the future must
 /// only resolve to `Accept` once the message is safe on disk. CPU-heavy work (S/MIME) belongs
@@ -105,5 +128,29 @@ pub(crate) async fn record_verdict(
                 eprintln!("hisp: warning: rejection not audited: {e}");
             }
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    fn own_nice() -> i32 {
+        // SAFETY: reads the calling thread's nice value; no memory is passed.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    #[test]
+    fn bulk_work_lowers_only_its_own_thread_and_only_once() {
+        let before = own_nice();
+        let (worker, worker_again) = std::thread::spawn(|| {
+            super::bulk_cpu_work();
+            let first = own_nice();
+            super::bulk_cpu_work();
+            (first, own_nice())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(worker, (before + super::BULK_NICE).min(19));
+        assert_eq!(worker_again, worker, "not lowered again on the next call");
+        assert_eq!(own_nice(), before, "other threads keep their priority");
     }
 }

@@ -162,6 +162,7 @@ impl DirectInbound {
             self.crl_cache.clone(),
         );
         let outcome = tokio::task::spawn_blocking(move || {
+            super::bulk_cpu_work();
             let ctx = Context {
                 keys: &keys,
                 algorithms: &algorithms,
@@ -358,9 +359,11 @@ impl DirectInbound {
                     date: crate::clock::now_secs(),
                 });
                 let (signers, certs, options) = (signers.clone(), certs.clone(), self.seal);
-                let sealed =
-                    tokio::task::spawn_blocking(move || seal(&plain, &signers, &certs, &options))
-                        .await;
+                let sealed = tokio::task::spawn_blocking(move || {
+                    super::bulk_cpu_work();
+                    seal(&plain, &signers, &certs, &options)
+                })
+                .await;
                 match sealed {
                     Ok(Ok(body)) => out.push(OutgoingMdn {
                         from: r.to_string(),

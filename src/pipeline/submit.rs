@@ -166,6 +166,7 @@ impl DirectSubmission {
         for (_, (rcpts, certs)) in by_domain {
             let (msg, signers, options) = (message.clone(), signers.clone(), self.seal);
             let result = tokio::task::spawn_blocking(move || {
+                super::bulk_cpu_work();
                 let _t =
                     crate::metrics::Timer::start(crate::metrics::CRYPTO_SECONDS, ("op", "seal"));
                 seal(&msg, &signers, &certs, &options)
