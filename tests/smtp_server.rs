@@ -229,6 +229,39 @@ async fn command_and_data_timeouts() {
     assert!(queued(&s.store).await.is_empty());
 }
 
+/// `data_timeout` applies per read; a client that keeps sending a byte just often enough is
+/// still cut off once DATA has taken `data_timeout` plus a second per 500 bytes.
+#[tokio::test]
+async fn trickled_data_is_cut_off_at_the_minimum_rate() {
+    let mut config = test_config();
+    config.data_timeout = hisp::config::Duration(Duration::from_secs(1));
+    let s = start(Backend::Sqlite, Role::Inbound, false, config).await;
+    let mut c = Client::greeted(s.addr).await;
+    c.cmd("EHLO c.example", "250-").await;
+    c.cmd("MAIL FROM:<a@remote.example>", "250 2.1.0").await;
+    c.cmd(&format!("RCPT TO:<{BOB}>"), "250 2.1.5").await;
+    c.cmd("DATA", "354 ").await;
+    let started = std::time::Instant::now();
+    // Every read arrives well within the 1 s per-read timeout.
+    for b in ["S", "u", "b", "j"] {
+        c.send(b).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = c.reply().await;
+    assert!(
+        r.starts_with("421 4.4.2") && r.contains("too slowly"),
+        "{r}"
+    );
+    // 1 s plus 4 bytes at 500 bytes/s, not the per-read timeout after the last byte (1.8 s).
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(c.closed().await);
+    assert!(queued(&s.store).await.is_empty());
+}
+
 #[tokio::test]
 async fn disconnect_in_data_stores_nothing() {
     let s = start(Backend::Sqlite, Role::Inbound, false, test_config()).await;

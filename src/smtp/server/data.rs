@@ -56,6 +56,19 @@ impl Body {
     }
 }
 
+/// The slowest DATA transfer accepted once `data_timeout` has passed, in bytes per second
+/// (the default of Postfix's `smtpd_min_data_rate`). `data_timeout` alone applies per read,
+/// as RFC 5321 4.5.3.2 words it, so a client trickling a byte every few seconds could hold
+/// its connection and buffer forever; with this, DATA may take `data_timeout` plus one
+/// second per 500 bytes received, which no real sender comes near (a 10 MB message may take
+/// over five hours).
+pub const MIN_DATA_RATE: u64 = 500;
+
+/// How long the DATA phase may have taken by now, given the bytes received so far.
+pub fn data_allowance(data_timeout: std::time::Duration, received: u64) -> std::time::Duration {
+    data_timeout + std::time::Duration::from_millis(received.saturating_mul(1000) / MIN_DATA_RATE)
+}
+
 impl<P: Pipeline> Session<P> {
     pub async fn data(&mut self) -> Flow {
         let Some(tx) = self.tx.as_ref() else {
@@ -72,16 +85,31 @@ impl<P: Pipeline> Session<P> {
         let max = self.shared.config.max_message_size.bytes() as usize;
         let timeout = self.shared.config.data_timeout.std();
         let mut body = Body::new(max);
+        let started = std::time::Instant::now();
+        let mut received = 0u64;
         loop {
             let (used, done) = body.feed(&self.conn.input);
             self.conn.input.drain(..used);
+            received += used as u64;
             if done {
                 break;
             }
-            match self.conn.fill(timeout).await {
+            let left = data_allowance(timeout, received).saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return self.reply(Reply::new(
+                    421,
+                    "4.4.2",
+                    format!(
+                        "message data arrives too slowly (under {MIN_DATA_RATE} bytes/s); closing"
+                    ),
+                ));
+            }
+            match self.conn.fill(timeout.min(left)).await {
                 Ok(()) => {}
                 // Disconnected mid-DATA: drop the partial message, store nothing.
                 Err(ReadError::Closed) => return Flow::Close,
+                // The allowance ran out before the per-read timeout: answered above.
+                Err(ReadError::TimedOut) if left < timeout => {}
                 Err(ReadError::TimedOut) => {
                     return self.reply(Reply::new(
                         421,
@@ -144,6 +172,18 @@ impl<P: Pipeline> Session<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_allowance_grows_by_a_second_per_500_bytes() {
+        use std::time::Duration;
+        let t = Duration::from_secs(600);
+        assert_eq!(data_allowance(t, 0), t);
+        assert_eq!(data_allowance(t, 500), Duration::from_secs(601));
+        assert_eq!(data_allowance(t, 250), Duration::from_millis(600_500));
+        // 10 MB at the minimum rate: 20,000 s on top; no overflow on absurd counts.
+        assert_eq!(data_allowance(t, 10_000_000), Duration::from_secs(20_600));
+        assert!(data_allowance(t, u64::MAX) > Duration::from_secs(1 << 40));
+    }
 
     fn read_all(chunks: &[&[u8]], max: usize) -> (Body, Vec<u8>) {
         let mut body = Body::new(max);
