@@ -671,6 +671,24 @@ async fn api_end_to_end(backend: Backend) {
             .iter()
             .any(|e| e["event"] == "domain.added" && e["actor"] == "api:admin")
     );
+    // Each MDN that came back for it is a trust decision too: signer and effect recorded.
+    let mdns: Vec<&&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "notification.received" && e["subject"] == format!("<{raw_id}>"))
+        .collect();
+    assert!(
+        mdns.iter().any(|e| e["detail"]["tracking"] == "dispatched"),
+        "no dispatched MDN audited: {entries}"
+    );
+    for e in &mdns {
+        assert_eq!(e["outcome"], "accepted");
+        assert_eq!(e["detail"]["kind"], "mdn");
+        assert_eq!(e["detail"]["reporter"], JONES);
+        assert_eq!(
+            e["detail"]["signer"],
+            hisp::certinfo::sha256_hex(&jones.cert_der())
+        );
+    }
     assert!(!audit.stdout.contains(PASSWORD) && !audit.stdout.contains(&smith_token));
     let received = b.env.run(&["audit", "list", "--json"]).ok().json();
     assert!(

@@ -85,6 +85,10 @@ async fn run(backend: Backend) {
     .await;
     env.run(&["audit", "verify"])
         .fails(1, "newest entries were deleted");
+    // ... and stays so after later appends: they continue the count, not a recount.
+    env.run(&["domain", "add", "hisp-d.example"]).ok();
+    env.run(&["audit", "verify"])
+        .fails(1, "newest entries were deleted");
 
     // A middle entry deleted.
     tamper(&env, "DELETE FROM audit_log WHERE id = 2").await;

@@ -405,10 +405,21 @@ impl DirectInbound {
                 crate::store::tracking::mark_dsn_sent(&mut tx, original_id, rcpt).await?;
             }
         }
+        let mut filed = 0;
         if moved > 0 {
-            self.file_notification(&mut tx, "dsn", a, recipients)
+            filed = self
+                .file_notification(&mut tx, "dsn", a, recipients)
                 .await?;
         }
+        let reported: Vec<&str> = failed.iter().map(|(r, _)| r.as_str()).collect();
+        self.audit_notification(
+            &mut tx,
+            "dsn",
+            a,
+            original_id,
+            serde_json::json!({ "failed": reported, "tracking_failed": moved, "filed": filed }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(format!(
             "DSN for {original_id}: {moved} recipient(s) now failed"
@@ -446,6 +457,62 @@ impl DirectInbound {
         Ok(filed)
     }
 
+    /// Audits an accepted notification in its own transaction: who signed it, what it
+    /// reported, and what tracking made of it (`None`: nothing new, e.g. a duplicate).
+    async fn audit_notification(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        kind: &str,
+        a: &Accepted,
+        original_id: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), crate::store::StoreError> {
+        let signer = crate::certinfo::CertInfo::of(&a.signer);
+        let mut detail = detail;
+        detail["kind"] = kind.into();
+        detail["signer"] = signer.sha256.into();
+        detail["signer_subject"] = signer.subject.into();
+        crate::store::audit::append(
+            tx,
+            self.store.backend(),
+            &crate::store::audit::AuditEvent {
+                actor: a.sender.as_str(),
+                event: "notification.received",
+                subject: original_id,
+                outcome: "accepted",
+                detail,
+            },
+        )
+        .await
+    }
+
+    /// A notification that was signed and trusted but that tracking can't use: accepted
+    /// (refusing it would only make the partner retry), audited with the reason.
+    async fn unread_notification(
+        &self,
+        kind: &str,
+        a: &Accepted,
+        why: String,
+    ) -> Result<String, anyhow::Error> {
+        let signer = crate::certinfo::CertInfo::of(&a.signer);
+        let subject = a.message_id.clone().unwrap_or_default();
+        self.store
+            .audit(&crate::store::audit::AuditEvent {
+                actor: a.sender.as_str(),
+                event: "notification.received",
+                subject: &subject,
+                outcome: "accepted",
+                detail: serde_json::json!({
+                    "kind": kind,
+                    "unused": why,
+                    "signer": signer.sha256,
+                    "signer_subject": signer.subject,
+                }),
+            })
+            .await?;
+        Ok(format!("notification accepted but not used: {why}"))
+    }
+
     /// An MDN or DSN about one of our messages: move its tracking and, when the state machine
     /// says so, file it in the original sender's mailbox. Never answered.
     async fn notification(
@@ -461,16 +528,18 @@ impl DirectInbound {
                     p.final_recipient,
                     Event::Mdn(p.disposition),
                 ),
-                Err(e) => return Ok(format!("notification accepted but not understood: {e}")),
+                Err(e) => return self.unread_notification("mdn", a, e.to_string()).await,
             },
             // A partner's DSN about our message: the recipients it reports as failed.
             NotificationKind::Dsn => {
                 let parsed = match crate::notify::dsn::parse(&a.message) {
                     Ok(p) => p,
-                    Err(e) => return Ok(format!("notification accepted but not understood: {e}")),
+                    Err(e) => return self.unread_notification("dsn", a, e.to_string()).await,
                 };
                 let Some(original) = parsed.original_message_id.clone() else {
-                    return Ok("DSN accepted; it names no message of ours".to_string());
+                    return self
+                        .unread_notification("dsn", a, "it names no message of ours".into())
+                        .await;
                 };
                 let failed: Vec<(String, String)> = parsed
                     .recipients
@@ -509,16 +578,25 @@ impl DirectInbound {
             );
             file_dsn(&mut tx, &dsn, crate::clock::now_ms()).await?;
         }
+        let kind_name = match kind {
+            NotificationKind::Mdn => "mdn",
+            NotificationKind::Dsn => "dsn",
+        };
         let mut filed = 0;
         if t.as_ref().is_some_and(|t| t.deliver_notification) {
-            let kind_name = match kind {
-                NotificationKind::Mdn => "mdn",
-                NotificationKind::Dsn => "dsn",
-            };
             filed = self
                 .file_notification(&mut tx, kind_name, a, recipients)
                 .await?;
         }
+        let tracking = t.as_ref().map(|t| t.next.as_str());
+        self.audit_notification(
+            &mut tx,
+            kind_name,
+            a,
+            &original_id,
+            serde_json::json!({ "reporter": reporter, "tracking": tracking, "filed": filed }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(match t {
             Some(t) => format!(

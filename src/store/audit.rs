@@ -60,10 +60,29 @@ pub async fn append(
         .map(|r| r.try_get::<String, _>("hash"))
         .transpose()?
         .unwrap_or_else(|| GENESIS.to_string());
-    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log")
-        .fetch_one(&mut **tx)
+    // The number of entries written so far is in the head record. Counting the table
+    // instead made every append scan the whole log: ~1.6 ms of CPU per audited MDN after a
+    // few thousand messages, and more with every entry. Taking it from the head also keeps
+    // a deletion of the newest entries visible after later appends (a recount would have
+    // written a consistent head over the evidence). A log without a head record (empty, or
+    // the head itself deleted) is counted once.
+    let head: Option<String> = sqlx::query("SELECT value FROM meta WHERE key = $1")
+        .bind(HEAD_KEY)
+        .fetch_optional(&mut **tx)
         .await?
-        .try_get("n")?;
+        .map(|r| r.try_get("value"))
+        .transpose()?;
+    let written = head
+        .as_deref()
+        .and_then(|h| h.split_once(':'))
+        .and_then(|(n, _)| n.parse::<i64>().ok());
+    let count = match written {
+        Some(n) => n,
+        None => sqlx::query("SELECT COUNT(*) AS n FROM audit_log")
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("n")?,
+    };
     let at = now_ms();
     let h = chain_hash(&prev, at, e);
     sqlx::query(
