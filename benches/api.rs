@@ -175,9 +175,16 @@ async fn run(clients: usize, requests: usize, quick: bool) -> bool {
     );
     println!(
         "  warm-up (connect + first request with a cold token, all {clients} at once): {:.0} ms in all, \
-         slowest first request {:.1} ms",
+         slowest first request {:.1} ms; p99 of all requests, first ones included, {:.1} ms",
         warmup.as_secs_f64() * 1000.0,
-        first.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        first.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        {
+            let mut every = all.clone();
+            every.extend(&first);
+            every.sort();
+            let i = ((every.len() as f64 * 0.99).ceil() as usize).clamp(1, every.len()) - 1;
+            every[i].as_secs_f64() * 1000.0
+        }
     );
     // The smoke run is unoptimised and small; only the real run judges the target.
     quick || p99 < TARGET_P99_MS
