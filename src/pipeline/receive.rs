@@ -212,7 +212,6 @@ impl DirectInbound {
         }
         let mdns = self.mdns(snap, a, &message_id, recipients, &full).await;
         let mut tx = self.store.begin_write().await?;
-        let signer = crate::certinfo::CertInfo::of(&a.signer);
         crate::store::audit::append(
             &mut tx,
             self.store.backend(),
@@ -221,12 +220,13 @@ impl DirectInbound {
                 event: "message.received",
                 subject: &message_id,
                 outcome: "accepted",
-                detail: serde_json::json!({
-                    "recipients": recipients.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                    "signer": signer.sha256,
-                    "signer_subject": signer.subject,
-                    "over_quota": full.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                }),
+                detail: signed_by(
+                    a,
+                    serde_json::json!({
+                        "recipients": recipients.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                        "over_quota": full.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                    }),
+                ),
             },
         )
         .await?;
@@ -457,21 +457,17 @@ impl DirectInbound {
         Ok(filed)
     }
 
-    /// Audits an accepted notification in its own transaction: who signed it, what it
-    /// reported, and what tracking made of it (`None`: nothing new, e.g. a duplicate).
+    /// Audits an accepted notification inside `tx`, the transaction that applies it: who
+    /// signed it, and in `detail` what it reported and what tracking made of it.
     async fn audit_notification(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         kind: &str,
         a: &Accepted,
         original_id: &str,
-        detail: serde_json::Value,
+        mut detail: serde_json::Value,
     ) -> Result<(), crate::store::StoreError> {
-        let signer = crate::certinfo::CertInfo::of(&a.signer);
-        let mut detail = detail;
         detail["kind"] = kind.into();
-        detail["signer"] = signer.sha256.into();
-        detail["signer_subject"] = signer.subject.into();
         crate::store::audit::append(
             tx,
             self.store.backend(),
@@ -480,7 +476,7 @@ impl DirectInbound {
                 event: "notification.received",
                 subject: original_id,
                 outcome: "accepted",
-                detail,
+                detail: signed_by(a, detail),
             },
         )
         .await
@@ -494,22 +490,17 @@ impl DirectInbound {
         a: &Accepted,
         why: String,
     ) -> Result<String, anyhow::Error> {
-        let signer = crate::certinfo::CertInfo::of(&a.signer);
         let subject = a.message_id.clone().unwrap_or_default();
-        self.store
-            .audit(&crate::store::audit::AuditEvent {
-                actor: a.sender.as_str(),
-                event: "notification.received",
-                subject: &subject,
-                outcome: "accepted",
-                detail: serde_json::json!({
-                    "kind": kind,
-                    "unused": why,
-                    "signer": signer.sha256,
-                    "signer_subject": signer.subject,
-                }),
-            })
-            .await?;
+        let mut tx = self.store.begin_write().await?;
+        self.audit_notification(
+            &mut tx,
+            kind,
+            a,
+            &subject,
+            serde_json::json!({ "unused": why }),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(format!("notification accepted but not used: {why}"))
     }
 
@@ -607,4 +598,13 @@ impl DirectInbound {
             None => format!("notification for {original_id} from {reporter}: nothing new"),
         })
     }
+}
+
+/// `detail` with the signer of `a` (certificate hash and subject), as every audit entry
+/// of a received message records it.
+fn signed_by(a: &Accepted, mut detail: serde_json::Value) -> serde_json::Value {
+    let signer = crate::certinfo::CertInfo::of(&a.signer);
+    detail["signer"] = signer.sha256.into();
+    detail["signer_subject"] = signer.subject.into();
+    detail
 }

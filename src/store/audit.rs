@@ -66,12 +66,7 @@ pub async fn append(
     // a deletion of the newest entries visible after later appends (a recount would have
     // written a consistent head over the evidence). A log without a head record (empty, or
     // the head itself deleted) is counted once.
-    let head: Option<String> = sqlx::query("SELECT value FROM meta WHERE key = $1")
-        .bind(HEAD_KEY)
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|r| r.try_get("value"))
-        .transpose()?;
+    let head = super::meta::meta_value(&mut **tx, HEAD_KEY).await?;
     let written = head
         .as_deref()
         .and_then(|h| h.split_once(':'))

@@ -27,7 +27,7 @@ impl std::fmt::Debug for InlineReaders {
 }
 
 impl InlineReaders {
-    /// `count` read-only connections to the SQLite file at `path` (already migrated).
+    /// `count` read-only connections to the SQLite file at `path`.
     pub fn open(path: &Path, count: usize) -> rusqlite::Result<InlineReaders> {
         let mut conns = Vec::with_capacity(count);
         for _ in 0..count.max(1) {

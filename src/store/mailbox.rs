@@ -1,6 +1,6 @@
 //! Mailboxes of local addresses: messages delivered here, and notifications about our own.
 
-use super::{Result, Store, StoreError, now_ms};
+use super::{Result, Store, now_ms};
 
 /// A message to file for local recipients.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ pub async fn file_in(
 }
 
 /// One mailbox entry without its content.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MailboxItem {
     pub id: i64,
     pub message_id: String,
@@ -91,14 +91,14 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<MailboxItem>> {
-        use sqlx::Row;
+        // `$n` names bind by position in rusqlite too, so both paths share one statement.
+        const PAGE: &str =
+            "SELECT m.id, m.message_id, m.sender, m.subject, m.kind, m.size, m.received_at
+             FROM mailbox m JOIN addresses a ON a.id = m.address_id
+             WHERE a.address = $1 AND m.id > $2 ORDER BY m.id LIMIT $3";
         if let Some(inline) = &self.inline
             && let Some(page) = inline.try_read(|c| {
-                let mut st = c.prepare_cached(
-                    "SELECT m.id, m.message_id, m.sender, m.subject, m.kind, m.size, m.received_at
-                     FROM mailbox m JOIN addresses a ON a.id = m.address_id
-                     WHERE a.address = ?1 AND m.id > ?2 ORDER BY m.id LIMIT ?3",
-                )?;
+                let mut st = c.prepare_cached(PAGE)?;
                 let rows = st.query_map(rusqlite::params![address, after, limit], |r| {
                     Ok(MailboxItem {
                         id: r.get(0)?,
@@ -115,40 +115,12 @@ impl Store {
         {
             return Ok(page?);
         }
-        if self.backend() == super::Backend::Sqlite {
-            // One row holding the page as JSON: sqlx hands SQLite rows over from its worker
-            // thread one message (and one wake-up) at a time, which dominated the cost of a
-            // page under load.
-            let row = sqlx::query(
-                "SELECT COALESCE(json_group_array(json_object('id', id, 'message_id', message_id,
-                    'sender', sender, 'subject', subject, 'kind', kind, 'size', size,
-                    'received_at', received_at)), '[]') AS page
-                 FROM (SELECT m.id, m.message_id, m.sender, m.subject, m.kind, m.size, m.received_at
-                       FROM mailbox m JOIN addresses a ON a.id = m.address_id
-                       WHERE a.address = $1 AND m.id > $2 ORDER BY m.id LIMIT $3)",
-            )
+        let rows = sqlx::query(PAGE)
             .bind(address)
             .bind(after)
             .bind(limit)
-            .fetch_one(self.pool())
+            .fetch_all(self.pool())
             .await?;
-            let page: String = row.try_get("page")?;
-            let mut items: Vec<MailboxItem> = serde_json::from_str(&page)
-                .map_err(|e| StoreError::Corrupt(format!("mailbox page: {e}")))?;
-            // SQL leaves the aggregate's order open.
-            items.sort_by_key(|i| i.id);
-            return Ok(items);
-        }
-        let rows = sqlx::query(
-            "SELECT m.id, m.message_id, m.sender, m.subject, m.kind, m.size, m.received_at
-             FROM mailbox m JOIN addresses a ON a.id = m.address_id
-             WHERE a.address = $1 AND m.id > $2 ORDER BY m.id LIMIT $3",
-        )
-        .bind(address)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
         rows.iter().map(item_from_row).collect()
     }
 

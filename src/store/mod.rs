@@ -296,19 +296,9 @@ impl Store {
             .connect(&connect_url)
             .await
             .map_err(|e| open_err(e.to_string()))?;
-        let store = Store {
-            pool,
-            backend,
-            url: shown.clone(),
-            group: Default::default(),
-            actor: None,
-            local_seen: Default::default(),
-            queued: Default::default(),
-            inline: None,
-        };
-        store.migrate().await?;
+        // One per core, as tokio starts one runtime thread per core: a read that runs
+        // inline on each of them at once still finds a free connection.
         let inline = match inline_path {
-            // One per core: more could only block more runtime threads at once.
             Some(path) => Some(std::sync::Arc::new(
                 inline_read::InlineReaders::open(
                     &path,
@@ -318,7 +308,18 @@ impl Store {
             )),
             None => None,
         };
-        Ok(Store { inline, ..store })
+        let store = Store {
+            pool,
+            backend,
+            url: shown,
+            group: Default::default(),
+            actor: None,
+            local_seen: Default::default(),
+            queued: Default::default(),
+            inline,
+        };
+        store.migrate().await?;
+        Ok(store)
     }
 
     /// This handle with every read going through sqlx, so tests can check that the inline
